@@ -1,0 +1,194 @@
+"""Indexing benchmark: full build and no-op re-run, for the seeds and for 10kGNAD.
+
+For each corpus it builds a fresh index in a work folder (never in the repository)
+through `Pipeline.index`, the code behind `rag index`, and records wall time,
+chunks per second and the phase split read from the `on_progress` stages
+(reading, chunking, embedding, then writing: Chroma insert, BM25, manifest, fsync).
+Each build starts with a new Pipeline, so it includes loading MiniLM; the heavy
+imports (torch, sentence-transformers, chromadb, bm25s) are timed once up front
+and not counted in either build. Then it re-runs the index on the unchanged corpus
+a few times, in-process and as `rag index` subprocesses, to time the no-op path.
+
+The 10kGNAD articles (../shared/corpora/10kGNAD-test.csv) are written one per file
+as NNNN.txt. With --work-dir the indexes stay there for search_bench and
+answer_bench (run_all.py does this); without it they go to a temporary folder
+that is deleted. Writes bench/results/index.json. It measures; it never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    GNAD_CSV,
+    REPO,
+    SEEDS_DIR,
+    machine_info,
+    print_json,
+    summarize,
+    timed_ms,
+    venv_bin,
+    write_gnad_folder,
+    write_result,
+)
+
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+
+STAGES = ("reading", "chunking", "embedding")
+
+
+def seeds_index_dir(work_dir: Path) -> Path:
+    return work_dir / "seeds" / "index"
+
+
+def gnad_index_dir(work_dir: Path) -> Path:
+    return work_dir / "10kgnad" / "index"
+
+
+def gnad_docs_dir(work_dir: Path) -> Path:
+    return work_dir / "10kgnad" / "docs"
+
+
+class StageClock:
+    """Records when each on_progress stage last reported, relative to the start."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.last_report: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.last_report[stage] = time.perf_counter() - self.started
+
+    def phases(self, total_seconds: float) -> dict[str, float]:
+        """Seconds per phase: each runs from the previous phase's last report to its own last one."""
+        phases: dict[str, float] = {}
+        previous = 0.0
+        for stage in STAGES:
+            if stage in self.last_report:
+                phases[stage] = round(self.last_report[stage] - previous, 2)
+                previous = self.last_report[stage]
+        phases["writing"] = round(total_seconds - previous, 2)
+        return phases
+
+
+def directory_mb(directory: Path) -> float:
+    total = sum(path.stat().st_size for path in directory.rglob("*") if path.is_file() and not path.is_symlink())
+    return round(total / 1e6, 1)
+
+
+def build(folder: Path, index_dir: Path, cwd: Path) -> dict[str, Any]:
+    """One full build into an empty index_dir, with a fresh Pipeline (loads MiniLM)."""
+    pipeline = Pipeline(Settings(index_dir=index_dir), cwd=cwd)
+    clock = StageClock()
+    report = pipeline.index([folder], on_progress=clock)
+    seconds = time.perf_counter() - clock.started
+    phases = clock.phases(seconds)
+    embedding_seconds = phases.get("embedding", 0.0)
+    return {
+        "files": len(report.added),
+        "skipped": len(report.skipped),
+        "duplicates": len(report.duplicates),
+        "chunks_total": report.chunks_total,
+        "chunks_embedded": report.chunks_embedded,
+        "seconds": round(seconds, 2),
+        "chunks_per_second": round(report.chunks_total / seconds, 1),
+        "phases_seconds": phases,
+        "embedding_phase_chunks_per_second": (
+            round(report.chunks_embedded / embedding_seconds, 1) if embedding_seconds else None
+        ),
+        "index_mb": directory_mb(index_dir),
+    }
+
+
+def noop_runs(folder: Path, index_dir: Path, cwd: Path, repeats: int) -> dict[str, Any]:
+    """Re-index the unchanged corpus: in-process (fresh Pipeline) and as a `rag index` subprocess."""
+    in_process: list[float] = []
+    embedded: list[int] = []
+    for _ in range(repeats):
+        pipeline = Pipeline(Settings(index_dir=index_dir), cwd=cwd)
+        elapsed, report = timed_ms(lambda pipeline=pipeline: pipeline.index([folder]))
+        in_process.append(elapsed)
+        embedded.append(report.chunks_embedded)
+    command = [str(venv_bin("rag")), "--index-dir", str(index_dir), "index", "--json", str(folder)]
+    cli: list[float] = []
+    exit_codes: list[int] = []
+    for _ in range(repeats):
+        elapsed, finished = timed_ms(
+            lambda: subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+        )
+        cli.append(elapsed)
+        exit_codes.append(finished.returncode)
+    return {
+        "in_process_ms": summarize(in_process),
+        "chunks_embedded": embedded,
+        "cli_subprocess_ms": summarize(cli),
+        "cli_exit_codes": exit_codes,
+    }
+
+
+def import_heavy_libraries() -> float:
+    """Milliseconds to import what an index build needs, so the builds below do not pay it."""
+
+    def load() -> None:
+        import bm25s  # noqa: F401
+        import chromadb  # noqa: F401
+        import sentence_transformers  # noqa: F401
+        import torch  # noqa: F401
+
+    elapsed, _ = timed_ms(load)
+    return round(elapsed, 1)
+
+
+def run(work_dir: Path, gnad_limit: int | None, skip_gnad: bool, noop_repeats: int) -> dict[str, Any]:
+    result: dict[str, Any] = {"machine": machine_info(), "import_heavy_libraries_ms": import_heavy_libraries()}
+    corpora: dict[str, Any] = {}
+
+    seeds_index = seeds_index_dir(work_dir)
+    corpora["seeds"] = {
+        "corpus": str(SEEDS_DIR.relative_to(REPO)),
+        "build": build(SEEDS_DIR, seeds_index, REPO),
+        "noop": noop_runs(SEEDS_DIR, seeds_index, REPO, noop_repeats),
+        "index_dir": str(seeds_index),
+    }
+    print_json({"seeds": corpora["seeds"]})
+
+    if not skip_gnad:
+        docs = gnad_docs_dir(work_dir)
+        articles = write_gnad_folder(docs, limit=gnad_limit)
+        gnad_index = gnad_index_dir(work_dir)
+        corpora["10kgnad"] = {
+            "corpus": f"{GNAD_CSV.name} ({articles} articles, one NNNN.txt per row)",
+            "build": build(docs, gnad_index, docs.parent),
+            "noop": noop_runs(docs, gnad_index, docs.parent, noop_repeats),
+            "index_dir": str(gnad_index),
+        }
+        print_json({"10kgnad": corpora["10kgnad"]})
+    result["corpora"] = corpora
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work-dir", type=Path, help="Keep corpora and indexes here (default: a temp dir).")
+    parser.add_argument("--gnad-limit", type=int, help="Only the first N 10kGNAD articles (for a quick try).")
+    parser.add_argument("--skip-gnad", action="store_true", help="Only the seeds.")
+    parser.add_argument("--noop-repeats", type=int, default=5, help="No-op re-runs per kind (default 5).")
+    args = parser.parse_args()
+    if args.work_dir:
+        result = run(args.work_dir.resolve(), args.gnad_limit, args.skip_gnad, args.noop_repeats)
+    else:
+        with tempfile.TemporaryDirectory(prefix="rag-index-bench-") as temporary:
+            result = run(Path(temporary), args.gnad_limit, args.skip_gnad, args.noop_repeats)
+    path = write_result("index", result)
+    print(f"wrote {path.relative_to(REPO)} (load average now {os.getloadavg()[0]:.2f})")
+
+
+if __name__ == "__main__":
+    main()

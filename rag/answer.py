@@ -1,0 +1,243 @@
+"""Answer one question: retrieve, prompt within a token budget, generate, verify.
+
+`ask` is the single core function behind `rag ask`, `rag chat` and `rag eval`:
+1. detect the question's language; rewrite a follow-up into a standalone question
+   (when there is history); translate a non-German question into German for the
+   keyword search (the dense search uses the original);
+2. retrieve passages and number them [1]…[k] inside a delimited, untrusted block;
+3. drop the lowest-ranked passages until system prompt + examples + passages +
+   question + room for the answer fit the context window, and report the drop;
+4. stream the model's answer, then verify every sentence's citations in code
+   (`rag.cite`); if nothing verified remains, return the fixed refusal sentence in
+   the question's language, with the closest passages for the reader.
+
+It never prints; callers get tokens through `on_token` and the result as `Answer`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rag.cite import REFUSALS, citations_for, verify_answer
+from rag.ingest import normalize_whitespace
+from rag.language import Language, detect_language
+from rag.prompts import load_prompt
+from rag.retrieve import check_query
+from rag.types import Citation, Passage, SearchFilters
+
+if TYPE_CHECKING:
+    from rag.pipeline import Pipeline
+
+STOP_SEQUENCES = ["\n\n", "<quellen>", "</quellen>", "Frage:", "###", "<|im_end|>"]
+INSTRUCTIONS = {
+    "de": f"Antworte auf Deutsch. Wenn die Quellen es nicht sagen, schreibe nur: {REFUSALS['de']}",
+    "en": f"Answer in English. If the sources do not say, write only: {REFUSALS['en']}",
+}
+# Chat-template tokens and our own delimiters must not appear inside untrusted text.
+_CONTROL = re.compile(r"<\|[^|>]{1,40}\|>|</?quellen>|^###.*$", re.IGNORECASE | re.MULTILINE)
+_TRANSLATE_MAX_TOKENS = 64
+
+
+@dataclass
+class Turn:
+    """One finished exchange, kept as chat history."""
+
+    question: str
+    answer: str
+
+
+@dataclass
+class Answer:
+    """The verified result of one question (see `to_json` for the stable shape)."""
+
+    question: str
+    language: Language
+    answer: str
+    refused: bool
+    citations: list[Citation]
+    passages: list[Passage]
+    raw: str = ""
+    unverified: list[str] = field(default_factory=list)
+    standalone_question: str | None = None
+    search_query: str | None = None
+    dropped_passages: int = 0
+    model_path: str = ""
+    model_sha256: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The `rag ask --json` object. Field names are fixed; fields may be added."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "refused": self.refused,
+            "citations": [
+                {
+                    "n": c.n,
+                    "source": c.source,
+                    "title": c.title,
+                    "start": c.start,
+                    "end": c.end,
+                    "quote": c.quote,
+                }
+                for c in self.citations
+            ],
+            "passages": [
+                {
+                    "n": n,
+                    "source": p.source,
+                    "title": p.title,
+                    "start": p.start,
+                    "end": p.end,
+                    "text": p.text,
+                    "score": round(p.score, 6),
+                }
+                for n, p in enumerate(self.passages, 1)
+            ],
+            "model": {"path": self.model_path, "sha256": self.model_sha256},
+            "timings_ms": {key: round(value, 1) for key, value in self.timings_ms.items()},
+            "tokens": self.tokens,
+            "language": self.language,
+            "standalone_question": self.standalone_question,
+            "search_query": self.search_query,
+            "unverified": self.unverified,
+            "dropped_passages": self.dropped_passages,
+            "raw": self.raw,
+            "interrupted": self.interrupted,
+        }
+
+
+def format_passages(passages: Sequence[Passage]) -> str:
+    """Number passages [1]…[k], one per line, with control sequences removed."""
+    lines = []
+    for n, passage in enumerate(passages, 1):
+        text = normalize_whitespace(_CONTROL.sub(" ", passage.text))
+        lines.append(f"[{n}] {text}")
+    return "\n".join(lines)
+
+
+def answer_messages(question: str, passages: Sequence[Passage], language: Language) -> list[dict[str, str]]:
+    return load_prompt("answer").render(
+        passages=format_passages(passages), question=question, instruction=INSTRUCTIONS[language]
+    )
+
+
+def fit_passages(
+    pipeline: Pipeline, question: str, passages: list[Passage], language: Language
+) -> tuple[list[dict[str, str]], list[Passage]]:
+    """The prompt and the passages that fit n_ctx with room for the answer (lowest dropped first)."""
+    settings = pipeline.settings
+    kept = list(passages)
+    while True:
+        messages = answer_messages(question, kept, language)
+        if not kept or pipeline.llm.count_messages(messages) + settings.max_answer_tokens <= settings.n_ctx:
+            return messages, kept
+        kept.pop()
+
+
+def translate_for_search(pipeline: Pipeline, question: str) -> str:
+    """A German rendering of the question, used as an extra keyword query."""
+    messages = load_prompt("translate").render(question=question)
+    text = pipeline.llm.complete_chat(
+        messages, max_tokens=_TRANSLATE_MAX_TOKENS, stop=["\n"], temperature=0.0
+    )
+    return text.strip()
+
+
+def ask(
+    pipeline: Pipeline,
+    question: str,
+    *,
+    filters: SearchFilters | None = None,
+    k: int | None = None,
+    history: Sequence[Turn] = (),
+    on_token: Callable[[str], None] | None = None,
+    on_status: Callable[[str, str], None] | None = None,
+) -> Answer:
+    """Answer `question` from the index with verified citations (see module doc)."""
+    from rag.conversation import rewrite_followup
+
+    started = time.perf_counter()
+    question = check_query(question)
+    language = detect_language(question)
+    llm = pipeline.llm
+    llm_ms = 0.0
+
+    def llm_time() -> float:
+        return llm.last_usage.total_ms if llm.last_usage else 0.0
+
+    standalone = rewrite_followup(pipeline, history, question) if history else None
+    llm_ms += llm_time() if standalone else 0.0
+    if standalone and on_status:
+        on_status("rewrite", standalone)
+    search_question = standalone or question
+    translated = None
+    if language != "de" and pipeline.settings.translate_queries:
+        translated = translate_for_search(pipeline, search_question)
+        llm_ms += llm_time()
+        if on_status:
+            on_status("translate", translated)
+    retrieve_started = time.perf_counter()
+    passages = pipeline.search(
+        search_question, k=k, filters=filters, expansions=[translated] if translated else []
+    )
+    retrieve_ms = (time.perf_counter() - retrieve_started) * 1000
+    messages, kept = fit_passages(pipeline, search_question, passages, language)
+    dropped = len(passages) - len(kept)
+
+    pieces: list[str] = []
+    first_token_ms = 0.0
+    interrupted = False
+    if kept:
+        try:
+            for delta in llm.stream_chat(
+                messages,
+                max_tokens=pipeline.settings.max_answer_tokens,
+                stop=STOP_SEQUENCES,
+                temperature=pipeline.settings.temperature,
+            ):
+                if not pieces:
+                    first_token_ms = (time.perf_counter() - started) * 1000
+                pieces.append(delta)
+                if on_token:
+                    on_token(delta)
+        except KeyboardInterrupt:
+            interrupted = True
+    raw = "".join(pieces)
+    usage = llm.last_usage if kept else None
+    llm_ms += usage.total_ms if usage else 0.0
+    verified = verify_answer(raw, kept)
+    refused = verified.refused or interrupted
+    return Answer(
+        question=question,
+        language=language,
+        answer=REFUSALS[language] if refused else verified.text(),
+        refused=refused,
+        citations=[] if refused else citations_for(verified, kept),
+        passages=kept,
+        raw=raw,
+        unverified=[s.text for s in verified.unverified],
+        standalone_question=standalone,
+        search_query=translated,
+        dropped_passages=dropped,
+        model_path=str(llm.model_path),
+        model_sha256=llm.sha256,
+        timings_ms={
+            "retrieve": retrieve_ms,
+            "first_token": first_token_ms,
+            "total": (time.perf_counter() - started) * 1000,
+            "llm": llm_ms,
+        },
+        tokens={
+            "prompt": usage.prompt_tokens if usage else 0,
+            "completion": usage.completion_tokens if usage else 0,
+            "cached": usage.cached_tokens if usage else 0,
+        },
+        interrupted=interrupted,
+    )

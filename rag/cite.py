@@ -1,0 +1,213 @@
+"""Citation parsing and verification: every kept sentence is backed by a passage.
+
+The model writes sentences with inline markers like `[2]`. Here, in code:
+- markers that point to no passage are removed;
+- a sentence is *supported* by a passage when its numbers all occur there, most of
+  its names occur there (spelling variants match through the phonetic key), and
+  enough of its content words occur there (stem or phonetic match, so an English
+  sentence can be close to a German passage);
+- a sentence whose cited passages do not support it is re-attached to the single
+  passage that does, if one exists; otherwise it is dropped as unverified;
+- if nothing verified remains, the answer is a refusal.
+
+The same `is_supported` check scores citations in `rag eval`. Left out: semantic
+entailment (no local NLI model is available); the lexical check is deliberately
+strict instead.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rag.keyword import analyze, stop_words
+from rag.types import Citation, Passage
+
+CITATION = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_NUMBER = re.compile(r"\d+")
+_WORD = re.compile(r"[^\W\d_][\w-]*", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"„“'(]?[A-ZÄÖÜ0-9])")
+# Words that end a sentence-like token but not a sentence ("20. Februar", "z. B.").
+_NO_BREAK_BEFORE = re.compile(r"(\b\d{1,2}\.|\b[A-Za-zäöü]{1,3}\.)$")
+
+MIN_CONTENT_OVERLAP = 0.35
+MIN_NAME_MATCH = 0.6
+QUOTE_CHARS = 240
+
+REFUSALS = {
+    "de": "Die Quellen enthalten dazu keine Angabe.",
+    "en": "The sources do not contain this information.",
+}
+_REFUSAL_PATTERNS = re.compile(
+    r"keine angabe|enthalten (dazu )?keine|nicht in den quellen|geben (dazu )?keine auskunft|"
+    r"do(es)? not contain|no information|not (stated|mentioned|contained)|don't contain|cannot be answered",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class CheckedSentence:
+    """One answer sentence with the passages that verifiably support it."""
+
+    text: str  # without citation markers
+    cited: list[int]  # verified passage numbers (1-based); empty when unsupported
+    claimed: list[int]  # numbers the model wrote, valid or not
+
+    @property
+    def supported(self) -> bool:
+        return bool(self.cited)
+
+
+@dataclass
+class VerifiedAnswer:
+    """The checked answer: kept sentences, dropped ones and whether it is a refusal."""
+
+    sentences: list[CheckedSentence] = field(default_factory=list)
+    invalid_numbers: list[int] = field(default_factory=list)
+    refused: bool = False
+
+    @property
+    def kept(self) -> list[CheckedSentence]:
+        return [s for s in self.sentences if s.supported]
+
+    @property
+    def unverified(self) -> list[CheckedSentence]:
+        return [s for s in self.sentences if not s.supported]
+
+    def text(self) -> str:
+        """The verified answer with its `[n]` markers before each sentence's full stop."""
+        return " ".join(with_markers(s.text, s.cited) for s in self.kept)
+
+    def cited_numbers(self) -> list[int]:
+        return sorted({n for s in self.kept for n in s.cited})
+
+
+def with_markers(sentence: str, numbers: Sequence[int]) -> str:
+    """`sentence` with `[n]` markers placed before its closing punctuation."""
+    markers = "".join(f"[{n}]" for n in numbers)
+    if not markers:
+        return sentence
+    body, end = (sentence[:-1], sentence[-1]) if sentence[-1:] in ".!?" else (sentence, "")
+    return f"{body.rstrip()} {markers}{end}"
+
+
+def split_answer_sentences(text: str) -> list[str]:
+    """Split generated text into sentences, keeping trailing citation markers attached.
+
+    A marker written after the full stop ("… 1992. [2]") is moved before it.
+    """
+    text = re.sub(r"([.!?])((?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+)", r"\2\1", text.strip())
+    pieces: list[str] = []
+    for line in (line.strip(" -*•\t") for line in text.splitlines()):
+        if not line:
+            continue
+        start = 0
+        for match in _SENTENCE_END.finditer(line):
+            if _NO_BREAK_BEFORE.search(line[start : match.start()]):
+                continue
+            pieces.append(line[start : match.start()].strip())
+            start = match.end()
+        pieces.append(line[start:].strip())
+    return [p for p in pieces if p]
+
+
+def parse_markers(sentence: str) -> tuple[str, list[int]]:
+    """The sentence without markers, and the numbers it cites in order."""
+    numbers = [int(n) for group in CITATION.findall(sentence) for n in re.split(r"[,;]", group)]
+    clean = CITATION.sub("", sentence).strip()
+    clean = re.sub(r"\s+([.!?,;:])", r"\1", clean)
+    return clean, list(dict.fromkeys(numbers))
+
+
+def _content_words(sentence: str) -> list[str]:
+    stopped = stop_words()
+    return [w for w in _WORD.findall(sentence) if w.casefold() not in stopped and len(w) > 1]
+
+
+def _names(sentence: str) -> list[str]:
+    """Capitalised content words: proper names in English, names and nouns in German."""
+    return [w for w in _content_words(sentence) if w[0].isupper()]
+
+
+def _word_matches(word: str, passage_terms: set[str], passage_lower: str) -> bool:
+    if len(word) >= 5 and word.casefold() in passage_lower:
+        return True
+    return any(term in passage_terms for term in analyze(word))
+
+
+def is_supported(sentence: str, passage_text: str) -> bool:
+    """Whether the passage states the sentence's numbers, names and most of its words."""
+    passage_terms = set(analyze(passage_text))
+    passage_lower = passage_text.casefold()
+    passage_numbers = set(_NUMBER.findall(passage_text))
+    if any(number not in passage_numbers for number in _NUMBER.findall(sentence)):
+        return False
+    names = _names(sentence)
+    if names:
+        matched = sum(_word_matches(w, passage_terms, passage_lower) for w in names)
+        if matched < math.ceil(MIN_NAME_MATCH * len(names)):
+            return False
+    words = _content_words(sentence)
+    if not words:
+        return False
+    overlap = sum(_word_matches(w, passage_terms, passage_lower) for w in words) / len(words)
+    return overlap >= MIN_CONTENT_OVERLAP
+
+
+def is_refusal(text: str) -> bool:
+    """Whether generated text says the sources lack the answer."""
+    return bool(_REFUSAL_PATTERNS.search(text))
+
+
+def verify_answer(text: str, passages: Sequence[Passage]) -> VerifiedAnswer:
+    """Check every sentence of `text` against the passages it cites (see module doc)."""
+    result = VerifiedAnswer()
+    valid = range(1, len(passages) + 1)
+    for position, raw in enumerate(split_answer_sentences(text)):
+        clean, claimed = parse_markers(raw)
+        if not clean:
+            continue
+        if is_refusal(clean):
+            if position == 0:
+                break  # the model refused; what follows is padding, not an answer
+            continue
+        result.invalid_numbers += [n for n in claimed if n not in valid]
+        cited = [n for n in claimed if n in valid]
+        if cited and is_supported(clean, " ".join(passages[n - 1].text for n in cited)):
+            kept = [n for n in cited if is_supported(clean, passages[n - 1].text)] or cited
+        else:
+            kept = [n for n in valid if is_supported(clean, passages[n - 1].text)][:1]
+        result.sentences.append(CheckedSentence(text=clean, cited=kept, claimed=claimed))
+    result.refused = not result.kept
+    return result
+
+
+def best_quote(sentence: str, passage: Passage) -> str:
+    """The passage sentence that shares most words with `sentence` (for the sources table)."""
+    passage_sentences = [p for p in re.split(r"(?<=[.!?])\s+", passage.text) if p.strip()]
+    if not passage_sentences:
+        return passage.text[:QUOTE_CHARS]
+    wanted = set(analyze(sentence))
+    best = max(passage_sentences, key=lambda p: len(wanted & set(analyze(p))))
+    return best.strip()[:QUOTE_CHARS]
+
+
+def citations_for(answer: VerifiedAnswer, passages: Sequence[Passage]) -> list[Citation]:
+    """One citation per cited passage, quoting the sentence that backs the answer."""
+    citations = []
+    for n in answer.cited_numbers():
+        passage = passages[n - 1]
+        claim = " ".join(s.text for s in answer.kept if n in s.cited)
+        citations.append(
+            Citation(
+                n=n,
+                source=passage.source,
+                title=passage.title,
+                start=passage.start,
+                end=passage.end,
+                quote=best_quote(claim, passage),
+            )
+        )
+    return citations

@@ -1,0 +1,262 @@
+"""Local text generation with llama.cpp: load a GGUF model, count tokens, stream chat answers.
+
+`LocalLLM` wraps `llama_cpp.Llama` (imported lazily). Chat messages are rendered
+with the model's own chat template from the GGUF metadata (the same Jinja
+formatter llama-cpp-python builds from `tokenizer.chat_template`); models without
+a template fall back to ChatML, and `chat_format_name` says which was used. The
+rendered prompt is tokenized once and passed as tokens, so `count_messages`
+counts exactly what the model will read. llama.cpp keeps the KV cache of the
+previous call and re-evaluates only the tokens after the longest common prefix,
+so a fixed system prompt and few-shot block are processed once per session; we
+never reset the model between calls. llama.cpp's own logging is captured instead
+of printed; its first error line explains a load failure in a one-line
+`ModelError`. A `LocalLLM` serves one call at a time (no locking). Retrieval,
+prompt wording and token budgeting live elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import ModelError, PromptError
+from rag.models import check_gguf, display_path, file_sha256, resolve_model, spec_for_file
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import ChatFormatterResponse, Jinja2ChatFormatter
+
+    from rag.settings import Settings
+
+FALLBACK_CHAT_FORMAT = "chatml (fallback: the model has no chat template)"
+GGUF_CHAT_FORMAT = "gguf chat template"
+_CHATML_END = "<|im_end|>"
+
+_log_lines: deque[str] = deque(maxlen=50)
+_log_callback: Any = None  # the ctypes callback must stay referenced while llama.cpp may call it
+
+
+def _capture_llama_logs() -> None:
+    """Route llama.cpp's log output into `_log_lines` instead of stderr (installed once)."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import llama_cpp
+
+    def keep(level: int, text: bytes, user_data: Any) -> None:
+        _log_lines.append(text.decode("utf-8", errors="replace").rstrip())
+
+    _log_callback = llama_cpp.llama_log_callback(keep)
+    llama_cpp.llama_log_set(_log_callback, None)
+
+
+def _load_failure_reason() -> str:
+    """The first llama.cpp error line (the root cause; later lines only repeat "failed")."""
+    lines = [line.strip() for line in _log_lines if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
+    reason = (errors or lines or ["no details from llama.cpp"])[0]
+    return re.sub(r"^\w+: ", "", reason)  # drop the C function name
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one chat call cost; read from `LocalLLM.last_usage` after the stream ends."""
+
+    prompt_tokens: int  # tokens of the rendered chat prompt
+    cached_tokens: int  # leading prompt tokens already in the KV cache from the previous call
+    completion_tokens: int  # tokens of the generated text
+    first_token_ms: float | None  # from the call to the first text delta; None if nothing came
+    total_ms: float
+    finish_reason: str  # "stop", "length" or "interrupted"
+
+
+class LocalLLM:
+    """One loaded GGUF model with chat rendering, token counting and streaming generation."""
+
+    def __init__(self, llama: Llama, model_path: Path, seed: int) -> None:
+        self._llama = llama
+        self.model_path = model_path
+        self.seed = seed
+        self.last_usage: Usage | None = None
+        self._sha256: str | None = None
+        self._formatter, self.chat_format_name, self._add_bos = self._chat_formatter()
+
+    @classmethod
+    def load(cls, path: Path, n_ctx: int, n_threads: int, seed: int) -> LocalLLM:
+        """Load `path`; every failure becomes a ModelError naming the file and the fix."""
+        check_gguf(path)
+        _capture_llama_logs()
+        from llama_cpp import Llama
+
+        _log_lines.clear()
+        try:
+            llama = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,  # llama-cpp-python would use all logical cores here
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as error:
+            reason = _load_failure_reason() if _log_lines else str(error)
+            fix = (
+                "run `rag models pull` to fetch it again"
+                if spec_for_file(path)
+                else "use a complete GGUF file"
+            )
+            raise ModelError(f"llama.cpp could not load {display_path(path)} ({reason}) — {fix}") from None
+        return cls(llama, path, seed)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalLLM:
+        """Resolve the `model` setting and load it with the configured context, threads and seed."""
+        return cls.load(resolve_model(settings), settings.n_ctx, settings.n_threads, settings.seed)
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self._llama.n_ctx())
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the model file, from the verified sidecar when present (else computed once)."""
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.model_path)
+        return self._sha256
+
+    def _chat_formatter(self) -> tuple[Jinja2ChatFormatter, str, bool]:
+        """The GGUF's own template if it has one, else ChatML; plus whether to prepend BOS ourselves."""
+        from llama_cpp import llama_chat_format
+
+        eos_id, bos_id = self._llama.token_eos(), self._llama.token_bos()
+        eos, bos = (self._token_text(eos_id), self._token_text(bos_id))
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        if template:
+            # Same construction as llama-cpp-python's default; the template adds BOS where it wants it.
+            formatter = llama_chat_format.Jinja2ChatFormatter(template, eos, bos, stop_token_ids=[eos_id])
+            return formatter, GGUF_CHAT_FORMAT, False
+        formatter = llama_chat_format.Jinja2ChatFormatter(
+            llama_chat_format.CHATML_CHAT_TEMPLATE, _CHATML_END, bos, stop_token_ids=[eos_id]
+        )
+        return formatter, FALLBACK_CHAT_FORMAT, True
+
+    def _token_text(self, token: int) -> str:
+        if token == -1:
+            return ""
+        return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def _render(self, messages: list[dict[str, str]]) -> ChatFormatterResponse:
+        try:
+            return self._formatter(messages=messages)  # type: ignore[arg-type]
+        except Exception as error:  # templates reject bad turn orders via raise_exception or Jinja errors
+            reason = " ".join(str(error).split())
+            raise PromptError(
+                f"the chat template of {self.model_path.name} rejects these messages: {reason}"
+            ) from None
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The exact prompt text the model reads for `messages` (for debugging and tests)."""
+        return self._render(messages).prompt
+
+    def _prompt_tokens(self, rendered: ChatFormatterResponse) -> list[int]:
+        return self._llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=self._add_bos, special=True)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of plain text (no BOS, special-token markup counted as text)."""
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def count_messages(self, messages: list[dict[str, str]]) -> int:
+        """Tokens of the full rendered chat prompt, including the opening of the assistant turn."""
+        return len(self._prompt_tokens(self._render(messages)))
+
+    def stream_chat(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        stop: list[str] | None = None,
+        temperature: float = 0.0,
+    ) -> Iterator[str]:
+        """Yield the answer as text deltas; `last_usage` is set when the stream ends or is interrupted.
+
+        The prompt is rendered and checked against the context window before this returns,
+        so a too-long prompt fails at the call, not in the middle of iteration.
+        """
+        started = time.perf_counter()
+        rendered = self._render(messages)
+        tokens = self._prompt_tokens(rendered)
+        if len(tokens) >= self.n_ctx:
+            raise PromptError(
+                f"the prompt needs {len(tokens)} tokens but the context window holds {self.n_ctx} — "
+                "use fewer passages (top_k) or a larger n_ctx"
+            )
+        cached = self._llama.longest_token_prefix(list(self._llama.eval_tokens), tokens)
+        stops = [*(stop or []), *_as_list(rendered.stop)]
+        self.last_usage = None
+        return self._stream(
+            tokens, min(cached, len(tokens)), stops, rendered, max_tokens, temperature, started
+        )
+
+    def _stream(
+        self,
+        tokens: list[int],
+        cached: int,
+        stops: list[str],
+        rendered: ChatFormatterResponse,
+        max_tokens: int,
+        temperature: float,
+        started: float,
+    ) -> Iterator[str]:
+        chunks = self._llama.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stops,
+            seed=self.seed,  # per call, so an answer does not depend on earlier calls
+            stream=True,
+            stopping_criteria=rendered.stopping_criteria,
+        )
+        assert isinstance(chunks, Generator)
+        pieces: list[str] = []
+        first_token_ms: float | None = None
+        finish_reason = "interrupted"
+        try:
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                if choice["finish_reason"]:
+                    finish_reason = choice["finish_reason"]
+                if text := choice["text"]:
+                    if first_token_ms is None:
+                        first_token_ms = (time.perf_counter() - started) * 1000
+                    pieces.append(text)
+                    yield text
+        finally:
+            chunks.close()  # a Ctrl-C or an early break ends llama-cpp-python's generator cleanly
+            self.last_usage = Usage(
+                prompt_tokens=len(tokens),
+                cached_tokens=cached,
+                completion_tokens=self.count_tokens("".join(pieces)),
+                first_token_ms=first_token_ms,
+                total_ms=(time.perf_counter() - started) * 1000,
+                finish_reason=finish_reason,
+            )
+
+    def complete_chat(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        stop: list[str] | None = None,
+        temperature: float = 0.0,
+    ) -> str:
+        """The whole answer at once (for short internal calls such as query rewriting)."""
+        return "".join(self.stream_chat(messages, max_tokens, stop, temperature))
+
+
+def _as_list(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else list(stop)

@@ -1,0 +1,658 @@
+"""The on-disk index: incremental updates, crash-safe swaps, and cheap opening for reads.
+
+`update_index` brings the index in line with the given files. Each file's raw bytes
+are hashed first, so an unchanged corpus costs a hash per file plus one of the model
+weights, and nothing else (neither the embedding model nor Chroma is loaded). Changed files are re-chunked and
+only their chunks replaced; files gone from the given folders lose their chunks; a
+copy of an indexed file is reported as a duplicate instead of being indexed twice;
+chunks whose id already has a vector (a renamed file) reuse it instead of being
+embedded again.
+
+Every write is copy-on-write: the new index is built in `versions/<name>/` and
+published by atomically replacing the `current` symlink, so `kill -9` at any point
+leaves the previous index fully usable (POSIX symlinks and rename); leftovers are
+removed by the next run.
+The replaced version stays on disk as `previous` for one more update, so a process
+that still has it open (a chat session) keeps working. Writers, and readers while
+they open the index, hold `index/.lock` (filelock); anyone else gets
+IndexLockedError within seconds instead of waiting.
+
+    index/
+      .lock
+      current -> versions/<name>      the index in use
+      previous -> versions/<name>     the one before, kept for open readers
+      versions/<name>/
+        manifest.json                 settings fingerprint, model hash, versions, per-file hashes
+        chunks.jsonl                  every chunk, all sections (the canonical chunk table)
+        bm25/                         keyword index over body and comments chunks
+        chroma/                       vectors of body and comments chunks
+
+Left out: reading, chunking and embedding themselves (rag.ingest, rag.chunk,
+rag.embed) and ranking (rag.retrieve).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+import os
+import secrets
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import rag
+from rag.errors import IndexLockedError, IndexMissingError, InputError, RagError, StaleIndexError
+from rag.settings import Settings
+from rag.types import Chunk, Document, IndexReport
+
+if TYPE_CHECKING:
+    from rag.embed import Embedder
+    from rag.keyword import KeywordIndex
+    from rag.store import ChromaStore, VectorStore
+
+FORMAT_VERSION = 1
+CURRENT_LINK = "current"
+PREVIOUS_LINK = "previous"
+VERSIONS_DIR = "versions"
+LOCK_FILE = ".lock"
+MANIFEST_FILE = "manifest.json"
+CHUNKS_FILE = "chunks.jsonl"
+BM25_DIR = "bm25"
+CHROMA_DIR = "chroma"
+LOCK_TIMEOUT_SECONDS = 3.0
+# Boilerplate chunks stay in the chunk table only; these sections are searchable.
+SEARCHABLE_SECTIONS = ("body", "comments")
+LIBRARIES = ("chromadb", "sentence-transformers", "bm25s")
+# Test hook: a marker path; a write creates it after storing the vectors, then stalls there.
+PAUSE_ENV = "RAG_TEST_PAUSE_MID_WRITE"
+PAUSE_SECONDS = 60.0
+_HASH_BLOCK_BYTES = 1 << 20
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class FileEntry:
+    """One indexed file as recorded in the manifest."""
+
+    sha256: str  # hash of the decoded text (Document.sha256)
+    file_sha256: str  # hash of the raw bytes: the cheap "unchanged?" test
+    chunk_ids: list[str]
+    title: str
+    author: str | None = None
+    date: str | None = None
+    outlet: str | None = None
+    chunk_counts: dict[str, int] = field(default_factory=dict)  # by section
+
+
+@dataclass
+class Manifest:
+    """What an index was built from and with: read first by every reader and writer."""
+
+    format_version: int
+    fingerprint: str
+    embedding_model: str
+    embedding_model_hash: str
+    chunk_tokens: int
+    chunk_overlap_tokens: int
+    library_versions: dict[str, str]
+    created: str
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    duplicates: dict[str, str] = field(default_factory=dict)  # copy source -> original source
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Parse a decoded manifest; raises KeyError/TypeError/AttributeError on a malformed one."""
+        files = {source: FileEntry(**entry) for source, entry in data["files"].items()}
+        return cls(**{**data, "files": files})
+
+
+@dataclass
+class _Version:
+    directory: Path
+    manifest: Manifest
+
+
+@dataclass
+class _Plan:
+    """What one update will do, decided before anything is written."""
+
+    keep: dict[str, FileEntry]
+    to_index: list[tuple[Document, str]]  # (document, raw-bytes hash)
+    duplicates: dict[str, str]
+    skipped: list[tuple[str, str]]
+    indexable: int  # files of this run that are indexed or known duplicates
+
+
+# ---------------------------------------------------------------------------
+# Locking and the version directories
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Hold the index lock, or raise IndexLockedError after a few seconds."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(root / LOCK_FILE, timeout=LOCK_TIMEOUT_SECONDS)
+    try:
+        lock.acquire()
+    except Timeout as error:
+        raise IndexLockedError(
+            f"{root}/ is being written by another `rag index` — wait for it to finish, then try again"
+        ) from error
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _link_target_name(link: Path) -> str | None:
+    return Path(os.readlink(link)).name if link.is_symlink() else None
+
+
+def _point_link(root: Path, link_name: str, target_name: str) -> None:
+    """Atomically (re)point `root/link_name` at `versions/target_name`."""
+    temporary = root / f"{link_name}.tmp-{secrets.token_hex(4)}"
+    temporary.symlink_to(Path(VERSIONS_DIR) / target_name)
+    os.replace(temporary, root / link_name)
+    _fsync(root)
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Delete half-written versions and links of interrupted runs; keep current and previous."""
+    for stray in root.glob("*.tmp-*"):
+        if stray.is_symlink():
+            stray.unlink()
+    live = {_link_target_name(root / CURRENT_LINK), _link_target_name(root / PREVIOUS_LINK)}
+    versions = root / VERSIONS_DIR
+    if versions.is_dir():
+        for version in versions.iterdir():
+            if version.name not in live:
+                shutil.rmtree(version, ignore_errors=True)
+
+
+def _fsync(path: str | Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _sync_tree(directory: Path) -> None:
+    """Flush every file and folder of a new version to disk before it is published."""
+    for folder, _, files in os.walk(directory):
+        for name in [*files, "."]:
+            _fsync(os.path.join(folder, name))
+
+
+def _new_version_name() -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+
+
+def _read_manifest(directory: Path, root: Path) -> Manifest:
+    try:
+        data = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise StaleIndexError(
+            f"{root}/ is damaged (unreadable {MANIFEST_FILE}) — run `rag index --rebuild`"
+        ) from error
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+        found = data.get("format_version") if isinstance(data, dict) else None
+        raise StaleIndexError(
+            f"{root}/ has index format {found}, this rag reads format {FORMAT_VERSION}"
+            " — run `rag index --rebuild`"
+        )
+    try:
+        return Manifest.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise StaleIndexError(
+            f"{root}/ is damaged (malformed {MANIFEST_FILE}) — run `rag index --rebuild`"
+        ) from error
+
+
+def _current_version(root: Path) -> _Version | None:
+    """The published version, or None when there is none yet."""
+    link = root / CURRENT_LINK
+    if not link.is_dir():
+        return None
+    directory = link.resolve()
+    return _Version(directory, _read_manifest(directory, root))
+
+
+def _model_fingerprint(embedding_model: str) -> str:
+    """Hash of the embedding model's weight files, computed without loading the model."""
+    from rag.embed import resolve_model_dir, weights_fingerprint
+
+    return weights_fingerprint(resolve_model_dir(embedding_model))
+
+
+def _check_compatible(manifest: Manifest, settings: Settings, model_hash: str, root: Path) -> None:
+    """Raise StaleIndexError unless the index was built with these settings and this model."""
+    if manifest.fingerprint == settings.index_fingerprint(model_hash):
+        return
+    differences = []
+    if manifest.embedding_model != settings.embedding_model:
+        differences.append(f"embedding model {manifest.embedding_model}, now {settings.embedding_model}")
+    elif manifest.embedding_model_hash != model_hash:
+        differences.append(f"other weights of embedding model {manifest.embedding_model}")
+    if manifest.chunk_tokens != settings.chunk_tokens:
+        differences.append(f"chunk_tokens {manifest.chunk_tokens}, now {settings.chunk_tokens}")
+    if manifest.chunk_overlap_tokens != settings.chunk_overlap_tokens:
+        differences.append(
+            f"chunk_overlap_tokens {manifest.chunk_overlap_tokens}, now {settings.chunk_overlap_tokens}"
+        )
+    reason = "; ".join(differences) or "another settings fingerprint"
+    raise StaleIndexError(f"{root}/ was built with other settings ({reason}) — run `rag index --rebuild`")
+
+
+def _read_chunks(path: Path) -> list[Chunk]:
+    with path.open(encoding="utf-8") as handle:
+        return [Chunk(**json.loads(line)) for line in handle if line.strip()]
+
+
+def _write_chunks(path: Path, chunks: Sequence[Chunk]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for chunk in chunks:
+            handle.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+class IndexReader:
+    """An opened index: manifest and chunk table in memory, stores loaded on first use."""
+
+    def __init__(self, root: Path, directory: Path, manifest: Manifest, chunks: Sequence[Chunk]) -> None:
+        self.root = root
+        self.directory = directory
+        self.manifest = manifest
+        self.chunks: dict[str, Chunk] = {chunk.id: chunk for chunk in chunks}
+        by_source: dict[str, list[Chunk]] = {}
+        for chunk in chunks:
+            by_source.setdefault(chunk.source, []).append(chunk)
+        self.chunks_by_source: dict[str, list[Chunk]] = {
+            source: sorted(items, key=lambda chunk: chunk.ordinal) for source, items in by_source.items()
+        }
+
+    @cached_property
+    def store(self) -> VectorStore:
+        """The vector store (opening it imports chromadb, so only on first use)."""
+        from rag.store import ChromaStore
+
+        self._require_directory()
+        return ChromaStore.open(self.directory / CHROMA_DIR)
+
+    @cached_property
+    def keyword(self) -> KeywordIndex:
+        from rag.keyword import KeywordIndex
+
+        self._require_directory()
+        return KeywordIndex.load(self.directory / BM25_DIR)
+
+    def documents(self) -> list[dict[str, Any]]:
+        """One summary per indexed file, for `rag docs`: metadata and chunk counts."""
+        return [
+            {
+                "source": source,
+                "title": entry.title,
+                "author": entry.author,
+                "date": entry.date,
+                "outlet": entry.outlet,
+                "chunks": len(entry.chunk_ids),
+                "sections": dict(entry.chunk_counts),
+            }
+            for source, entry in sorted(self.manifest.files.items())
+        ]
+
+    def close(self) -> None:
+        """Release the vector store's files if it was opened."""
+        if "store" in self.__dict__:
+            self.store.close()
+
+    def _require_directory(self) -> None:
+        if not self.directory.is_dir():
+            raise IndexMissingError(
+                f"{self.root}/ was rebuilt twice while this session was open — start the command again"
+            )
+
+
+def open_index(settings: Settings) -> IndexReader:
+    """Open the published index for reading; cheap (no embedding model, no Chroma yet).
+
+    Raises IndexMissingError, StaleIndexError (other settings, model or format) or
+    IndexLockedError (a writer holds the lock for longer than a few seconds).
+    """
+    root = Path(settings.index_dir)
+    if not (root / CURRENT_LINK).is_dir():
+        raise IndexMissingError(f"No index in {root}/ — run `rag index seeds/` first")
+    model_hash = _model_fingerprint(settings.embedding_model)
+    with _locked(root):
+        version = _current_version(root)
+        if version is None:
+            raise IndexMissingError(f"No index in {root}/ — run `rag index seeds/` first")
+        _check_compatible(version.manifest, settings, model_hash, root)
+        chunks = _read_chunks(version.directory / CHUNKS_FILE)
+    return IndexReader(root, version.directory, version.manifest, chunks)
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_HASH_BLOCK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _resolve_roots(paths: Sequence[Path], cwd: Path) -> list[Path]:
+    """The given paths as absolute paths, both as written and with symlinks resolved."""
+    roots: list[Path] = []
+    for path in paths:
+        full = cwd / path
+        if not full.exists():
+            raise InputError(f"No such file or directory: {path} — check the path")
+        roots.extend({Path(os.path.abspath(full)), full.resolve()})
+    return roots
+
+
+def _is_under(path: Path, roots: Sequence[Path]) -> bool:
+    forms = {Path(os.path.abspath(path)), path.resolve()}
+    return any(form.is_relative_to(root) for form in forms for root in roots)
+
+
+def _plan(
+    found: Sequence[tuple[Path, str]],
+    old_files: dict[str, FileEntry],
+    old_duplicates: dict[str, str],
+    roots: Sequence[Path],
+    settings: Settings,
+    cwd: Path,
+    on_progress: ProgressCallback | None,
+) -> _Plan:
+    """Sort this run's files into unchanged, to (re)index and duplicates; keep files outside `roots`."""
+    from rag.ingest import read_document
+
+    max_bytes = int(settings.max_file_mb * 1024 * 1024)
+    keep: dict[str, FileEntry] = {}
+    candidates: list[tuple[Document, str]] = []
+    skipped: list[tuple[str, str]] = []
+    for done, (path, source) in enumerate(found, start=1):
+        if on_progress:
+            on_progress("reading", done, len(found))
+        old = old_files.get(source)
+        try:
+            file_sha = _file_sha256(path) if path.stat().st_size <= max_bytes else ""
+            if old is not None and old.file_sha256 == file_sha:
+                keep[source] = old
+                continue
+            document = read_document(path, source, max_bytes)
+        except (RagError, OSError) as error:
+            skipped.append((source, str(error)))
+            continue
+        if old is not None and old.sha256 == document.sha256:
+            keep[source] = replace(old, file_sha256=file_sha)
+        else:
+            candidates.append((document, file_sha))
+
+    found_sources = {source for _, source in found}
+
+    def outside_roots(source: str) -> bool:
+        return source not in found_sources and not _is_under(cwd / source, roots)
+
+    for source, entry in old_files.items():
+        if source not in keep and outside_roots(source):
+            keep[source] = entry
+    original_of = {entry.sha256: source for source, entry in keep.items()}
+    duplicates = {copy: original for copy, original in old_duplicates.items() if outside_roots(copy)}
+    to_index: list[tuple[Document, str]] = []
+    for document, file_sha in candidates:
+        original = original_of.setdefault(document.sha256, document.source)
+        if original == document.source:
+            to_index.append((document, file_sha))
+        else:
+            duplicates[document.source] = original
+    duplicates = {copy: original for copy, original in duplicates.items() if original in original_of.values()}
+    indexed_now = set(keep) | {document.source for document, _ in to_index} | set(duplicates)
+    return _Plan(keep, to_index, duplicates, skipped, indexable=len(found_sources & indexed_now))
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"rag": rag.__version__}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _file_entry(document: Document, file_sha: str, chunks: Sequence[Chunk]) -> FileEntry:
+    return FileEntry(
+        sha256=document.sha256,
+        file_sha256=file_sha,
+        chunk_ids=[chunk.id for chunk in chunks],
+        title=document.title,
+        author=document.author,
+        date=document.date,
+        outlet=document.outlet,
+        chunk_counts=dict(Counter(chunk.section for chunk in chunks)),
+    )
+
+
+def _chunk_documents(
+    to_index: Sequence[tuple[Document, str]], settings: Settings, on_progress: ProgressCallback | None
+) -> tuple[dict[str, FileEntry], list[Chunk]]:
+    """Chunk the documents with the embedding model's tokenizer (the model itself is not loaded)."""
+    from rag.chunk import chunk_document
+    from rag.embed import load_token_counter
+
+    if not to_index:
+        return {}, []
+    count_tokens = load_token_counter(settings.embedding_model)
+    entries: dict[str, FileEntry] = {}
+    chunks: list[Chunk] = []
+    for done, (document, file_sha) in enumerate(to_index, start=1):
+        document_chunks = chunk_document(
+            document, count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens
+        )
+        entries[document.source] = _file_entry(document, file_sha, document_chunks)
+        chunks.extend(document_chunks)
+        if on_progress:
+            on_progress("chunking", done, len(to_index))
+    return entries, chunks
+
+
+def _fill_store(
+    store: ChromaStore,
+    new_chunks: Sequence[Chunk],
+    stale_ids: set[str],
+    embedder: Callable[[], Embedder],
+    settings: Settings,
+    on_progress: ProgressCallback | None,
+) -> int:
+    """Replace `stale_ids` by the searchable new chunks; returns how many were embedded."""
+    import numpy as np
+
+    searchable = [chunk for chunk in new_chunks if chunk.section in SEARCHABLE_SECTIONS]
+    # Ids are content hashes: a vector stored under the same id is the right one (e.g. a renamed file).
+    reusable = store.embeddings([chunk.id for chunk in searchable]) if store.count() else {}
+    store.delete(stale_ids)
+    reused = [chunk for chunk in searchable if chunk.id in reusable]
+    if reused:
+        store.add(reused, np.stack([reusable[chunk.id] for chunk in reused]))
+    to_embed = [chunk for chunk in searchable if chunk.id not in reusable]
+    if to_embed:
+        total = len(to_embed)
+        vectors = embedder().encode(
+            [chunk.text for chunk in to_embed],
+            batch_size=settings.embed_batch_size,
+            on_progress=(lambda done: on_progress("embedding", done, total)) if on_progress else None,
+        )
+        store.add(to_embed, vectors)
+    return len(to_embed)
+
+
+def _pause_for_tests() -> None:
+    """When PAUSE_ENV names a file, create it and stall, so a test can kill the write right here."""
+    marker = os.environ.get(PAUSE_ENV)
+    if marker:
+        Path(marker).touch()
+        time.sleep(PAUSE_SECONDS)
+
+
+def _write_version(
+    root: Path,
+    base: _Version | None,
+    plan: _Plan,
+    embedder: Callable[[], Embedder],
+    settings: Settings,
+    model_hash: str,
+    on_progress: ProgressCallback | None,
+) -> tuple[list[Chunk], int]:
+    """Build a complete new version (from `base`, or from scratch) and publish it.
+
+    Returns the new chunk table and the number of chunks embedded.
+    """
+    from rag.keyword import KeywordIndex
+    from rag.store import ChromaStore
+
+    new_entries, new_chunks = _chunk_documents(plan.to_index, settings, on_progress)
+    kept_chunks: list[Chunk] = []
+    stale_ids: set[str] = set()
+    if base is not None:
+        kept_chunks = [
+            chunk for chunk in _read_chunks(base.directory / CHUNKS_FILE) if chunk.source in plan.keep
+        ]
+        stale_ids = {
+            chunk_id
+            for source, entry in base.manifest.files.items()
+            if source not in plan.keep
+            for chunk_id in entry.chunk_ids
+        }
+
+    replaced = _link_target_name(root / CURRENT_LINK) if (root / CURRENT_LINK).is_dir() else None
+    name = _new_version_name()
+    directory = root / VERSIONS_DIR / name
+    directory.mkdir(parents=True)
+    if base is not None:
+        shutil.copytree(base.directory / CHROMA_DIR, directory / CHROMA_DIR)
+    store = ChromaStore.open(directory / CHROMA_DIR, create=True)
+    try:
+        embedded = _fill_store(store, new_chunks, stale_ids, embedder, settings, on_progress)
+    finally:
+        store.close()
+    _pause_for_tests()
+
+    chunks = sorted([*kept_chunks, *new_chunks], key=lambda chunk: (chunk.source, chunk.ordinal))
+    _write_chunks(directory / CHUNKS_FILE, chunks)
+    KeywordIndex.build([chunk for chunk in chunks if chunk.section in SEARCHABLE_SECTIONS]).save(
+        directory / BM25_DIR
+    )
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        fingerprint=settings.index_fingerprint(model_hash),
+        embedding_model=settings.embedding_model,
+        embedding_model_hash=model_hash,
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap_tokens=settings.chunk_overlap_tokens,
+        library_versions=_library_versions(),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        files=dict(sorted({**plan.keep, **new_entries}.items())),
+        duplicates=dict(sorted(plan.duplicates.items())),
+    )
+    (directory / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+    _sync_tree(directory)
+
+    if replaced is not None:
+        _point_link(root, PREVIOUS_LINK, replaced)
+    _point_link(root, CURRENT_LINK, name)
+    _remove_leftovers(root)
+    return chunks, embedded
+
+
+def update_index(
+    settings: Settings,
+    paths: Sequence[Path],
+    embedder: Callable[[], Embedder],
+    cwd: Path | None = None,
+    rebuild: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> IndexReport:
+    """Bring the index in line with the files under `paths`; see the module docstring.
+
+    `embedder` is a factory, called only when some chunk really needs a vector, so
+    an unchanged corpus never loads the model. `cwd` anchors relative paths and the
+    `source` names (default: the current directory). `on_progress(stage, done,
+    total)` reports reading, chunking and embedding. Bad files are skipped with a
+    reason; a missing path or a corpus without any indexable file raises InputError,
+    an index built with other settings raises StaleIndexError unless `rebuild`.
+    """
+    from rag.ingest import discover
+
+    started = time.perf_counter()
+    cwd = cwd or Path.cwd()
+    paths = [Path(path) for path in paths]
+    roots = _resolve_roots(paths, cwd)
+    root = Path(settings.index_dir)
+    found, skipped = discover(paths, cwd)
+    index_forms = [Path(os.path.abspath(root)), root.resolve()]
+    found = sorted(
+        ((path, source) for path, source in found if not _is_under(path, index_forms)),
+        key=lambda item: item[1],
+    )
+    names = ", ".join(str(path) for path in paths)
+    if not found:
+        raise InputError(f"No .txt or .md files found in {names} — give a folder with articles")
+
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root):
+        _remove_leftovers(root)
+        base = None if rebuild else _current_version(root)
+        model_hash = _model_fingerprint(settings.embedding_model)
+        if base is not None:
+            _check_compatible(base.manifest, settings, model_hash, root)
+        old_files = base.manifest.files if base is not None else {}
+        old_duplicates = base.manifest.duplicates if base is not None else {}
+        plan = _plan(found, old_files, old_duplicates, roots, settings, cwd, on_progress)
+        skipped = [*skipped, *plan.skipped]
+        if plan.indexable == 0:
+            first_reason = f": {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+            raise InputError(f"No indexable file in {names} ({len(skipped)} skipped{first_reason})")
+
+        indexed_sources = {document.source for document, _ in plan.to_index}
+        unchanged = plan.keep == old_files and plan.duplicates == old_duplicates and not indexed_sources
+        if base is not None and unchanged:
+            chunks_total, embedded = sum(len(entry.chunk_ids) for entry in old_files.values()), 0
+        else:
+            chunks, embedded = _write_version(root, base, plan, embedder, settings, model_hash, on_progress)
+            chunks_total = len(chunks)
+
+    found_sources = {source for _, source in found}
+    return IndexReport(
+        added=sorted(indexed_sources - set(old_files)),
+        updated=sorted(indexed_sources & set(old_files)),
+        removed=sorted(set(old_files) - set(plan.keep) - indexed_sources),
+        unchanged=sorted(found_sources & set(plan.keep) & set(old_files)),
+        duplicates=sorted(plan.duplicates.items()),
+        skipped=skipped,
+        chunks_total=chunks_total,
+        chunks_embedded=embedded,
+        seconds=time.perf_counter() - started,
+    )

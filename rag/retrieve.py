@@ -1,0 +1,237 @@
+"""Hybrid retrieval: BM25 and dense scores, standardised and fused per query.
+
+BM25 carries German (MiniLM is English-only). Reciprocal rank fusion throws away
+how sure each retriever is, and on GermanQuAD any RRF mix scored below BM25 alone.
+So fusion works on scores instead: each retriever's scores are z-standardised over
+the union of both retrievers' candidates and added with weights (BM25 1.0, dense
+0.5 by default). A confident BM25 hit stays on top; when BM25 has no clear winner
+(e.g. an English question over German text), the dense side decides. On GermanQuAD
+this beats BM25 alone (bench/germanquad.py). Extra query variants (a German
+translation of an English question) add BM25 score vectors; each candidate takes
+its best one. Hits from one document that overlap are merged into one passage, so
+the model sees one coherent span instead of two fragments.
+
+Left out: cross-encoder re-ranking (no multilingual model is available offline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rag.errors import InputError
+from rag.settings import Settings
+from rag.types import Chunk, Passage, SearchFilters
+
+if TYPE_CHECKING:
+    from rag.embed import Embedder
+    from rag.index import IndexReader
+
+MAX_QUERY_CHARS = 2000
+# Merged passages stay short: at most this many chunks of one document.
+MAX_CHUNKS_PER_PASSAGE = 2
+
+
+def standardize(scores: np.ndarray) -> np.ndarray:
+    """z-scores (zero mean, unit spread); all zeros when the scores do not vary."""
+    spread = float(scores.std())
+    if spread < 1e-9:
+        return np.zeros_like(scores, dtype=np.float64)
+    return (scores - scores.mean()) / spread
+
+
+def fuse_scores(signals: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Weighted sum of z-standardised score vectors over the same candidates."""
+    fused = np.zeros(len(signals[0]), dtype=np.float64)
+    for signal, weight in zip(signals, weights, strict=True):
+        fused += weight * standardize(np.asarray(signal, dtype=np.float64))
+    return fused
+
+
+def check_query(query: str) -> str:
+    """The stripped query, or an InputError for an empty or oversized one."""
+    stripped = query.strip()
+    if not stripped:
+        raise InputError("The question is empty — type a question, e.g. rag search 'Wer ist Tokajew?'")
+    if len(stripped) > MAX_QUERY_CHARS:
+        raise InputError(
+            f"The question is {len(stripped):,} characters, over the {MAX_QUERY_CHARS:,} limit — shorten it"
+        )
+    return stripped
+
+
+def chunk_allowed(chunk: Chunk, filters: SearchFilters) -> bool:
+    """Whether a chunk passes the metadata filters (body only unless comments are on)."""
+    allowed_sections = ("body", "comments") if filters.include_comments else ("body",)
+    if chunk.section not in allowed_sections:
+        return False
+    if filters.sources and not any(
+        chunk.source == s or chunk.source.endswith("/" + s) for s in filters.sources
+    ):
+        return False
+    if filters.outlet and (chunk.outlet or "").casefold() != filters.outlet.casefold():
+        return False
+    if filters.date_from and (not chunk.date or chunk.date < filters.date_from):
+        return False
+    return not (filters.date_to and (not chunk.date or chunk.date > filters.date_to))
+
+
+class Retriever:
+    """Searches one opened index. The embedder is loaded on first use only."""
+
+    def __init__(self, reader: IndexReader, embedder: Callable[[], Embedder], settings: Settings) -> None:
+        self.reader = reader
+        self._embedder_factory = embedder
+        self._embedder: Embedder | None = None
+        self.settings = settings
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = self._embedder_factory()
+        return self._embedder
+
+    def resolve_filters(self, filters: SearchFilters) -> SearchFilters:
+        """Filters with `sources` expanded to indexed paths (a bare file name matches its path)."""
+        if not filters.sources:
+            return filters
+        indexed = self.reader.chunks_by_source
+        sources = tuple(
+            source
+            for source in indexed
+            if any(source == wanted or source.endswith("/" + wanted) for wanted in filters.sources)
+        )
+        return replace(filters, sources=sources or filters.sources)
+
+    def rank_chunks(
+        self, query: str, filters: SearchFilters, expansions: Sequence[str] = ()
+    ) -> list[tuple[str, float]]:
+        """Fused (chunk id, score) pairs, best first, for the query and its variants."""
+        from rag.store import where_clause
+
+        settings = self.settings
+        filters = self.resolve_filters(filters)
+        allowed = {cid for cid, chunk in self.reader.chunks.items() if chunk_allowed(chunk, filters)}
+        if not allowed:
+            return []
+        keyword_hits = [
+            dict(self.reader.keyword.search(text, settings.candidates, allowed_ids=allowed))
+            for text in (query, *expansions)
+        ]
+        dense_hits: dict[str, float] = {}
+        if settings.dense_weight > 0:
+            vector = self.embedder.encode([query])[0]
+            dense_hits = dict(
+                self.reader.store.query(vector, settings.candidates, where=where_clause(filters))
+            )
+        candidates = sorted(set(dense_hits).union(*keyword_hits))
+        if not candidates:
+            return []
+        signals: list[np.ndarray] = []
+        weights: list[float] = []
+        if any(keyword_hits):
+            all_keyword = [
+                self._keyword_scores(text, candidates, hits)
+                for text, hits in zip((query, *expansions), keyword_hits, strict=True)
+            ]
+            signals.append(np.max([standardize(scores) for scores in all_keyword], axis=0))
+            weights.append(settings.bm25_weight)
+        if dense_hits:
+            signals.append(self._dense_scores(vector, candidates, dense_hits))
+            weights.append(settings.dense_weight)
+        fused = fuse_scores(signals, weights)
+        order = np.argsort(-fused, kind="stable")
+        return [(candidates[i], float(fused[i])) for i in order]
+
+    def _keyword_scores(self, text: str, candidates: list[str], hits: dict[str, float]) -> np.ndarray:
+        """BM25 scores of every candidate (those outside the top hits are looked up)."""
+        if all(cid in hits for cid in candidates):
+            return np.array([hits[cid] for cid in candidates])
+        row_scores = self.reader.keyword.scores(text)
+        rows = self.reader.keyword.rows([cid for cid in candidates])
+        return row_scores[rows].astype(np.float64)
+
+    def _dense_scores(self, vector: np.ndarray, candidates: list[str], hits: dict[str, float]) -> np.ndarray:
+        """Cosine similarity of every candidate; vectors of keyword-only candidates are fetched."""
+        missing = [cid for cid in candidates if cid not in hits]
+        fetched = self.reader.store.embeddings(missing) if missing else {}
+        sims = dict(hits)
+        for cid, embedding in fetched.items():
+            sims[cid] = float(np.dot(np.asarray(embedding, dtype=np.float32), vector))
+        floor = min(hits.values()) if hits else 0.0
+        return np.array([sims.get(cid, floor) for cid in candidates])
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        filters: SearchFilters | None = None,
+        expansions: Sequence[str] = (),
+    ) -> list[Passage]:
+        """The k best passages for `query`, neighbouring hits merged."""
+        query = check_query(query)
+        k = k or self.settings.top_k
+        filters = filters or SearchFilters(include_comments=self.settings.include_comments)
+        ranked = self.rank_chunks(query, filters, expansions)
+        return merge_hits([(self.reader.chunks[cid], score) for cid, score in ranked], k)
+
+
+def _passage(chunk: Chunk, score: float) -> Passage:
+    return Passage(
+        source=chunk.source,
+        start=chunk.start,
+        end=chunk.end,
+        text=chunk.text,
+        score=score,
+        title=chunk.title,
+        section=chunk.section,
+        outlet=chunk.outlet,
+        date=chunk.date,
+        author=chunk.author,
+        chunk_ids=(chunk.id,),
+    )
+
+
+def _join(passage: Passage, chunk: Chunk) -> Passage | None:
+    """`passage` extended by an overlapping chunk of the same section, else None.
+
+    Only overlapping spans are joined, because only then is the union's text known
+    exactly from the two pieces (spans must stay exact for citations).
+    """
+    if chunk.source != passage.source or chunk.section != passage.section:
+        return None
+    if len(passage.chunk_ids) >= MAX_CHUNKS_PER_PASSAGE:
+        return None
+    if chunk.start >= passage.start and chunk.end <= passage.end:
+        return passage  # already contained
+    if passage.start <= chunk.start <= passage.end < chunk.end:
+        text = passage.text + chunk.text[passage.end - chunk.start :]
+        return replace(passage, end=chunk.end, text=text, chunk_ids=(*passage.chunk_ids, chunk.id))
+    if chunk.start < passage.start <= chunk.end <= passage.end:
+        text = chunk.text + passage.text[chunk.end - passage.start :]
+        return replace(passage, start=chunk.start, text=text, chunk_ids=(chunk.id, *passage.chunk_ids))
+    return None
+
+
+def merge_hits(hits: Sequence[tuple[Chunk, float]], k: int) -> list[Passage]:
+    """Turn ranked chunks into at most k passages, joining overlapping neighbours.
+
+    A passage keeps the score and rank of its best chunk. Hits ranked below the
+    k-th passage are not looked at, so merging never pads a passage with text that
+    did not rank.
+    """
+    passages: list[Passage] = []
+    for chunk, score in hits:
+        if len(passages) == k:
+            break
+        for position, passage in enumerate(passages):
+            joined = _join(passage, chunk)
+            if joined is not None:
+                passages[position] = joined
+                break
+        else:
+            passages.append(_passage(chunk, score))
+    return passages

