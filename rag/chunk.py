@@ -1,12 +1,17 @@
 """Cut documents into sentence-aligned chunks that fit the embedding model.
 
-Sentences come from SoMaJo (German web text: abbreviations such as "z. B." or "Dr."
-and dates such as "20. Februar" do not end a sentence), with character offsets into
-the canonical text. Line breaks are hard boundaries (scraped articles put headings and
-paragraphs on their own lines) except inside hard-wrapped blocks. Chunks never cross a
-section boundary, hold whole sentences up to `max_tokens`, and repeat trailing
-sentences of the previous chunk as overlap. Every chunk is an exact span of the
-document text. Embedding and storage are not done here.
+Sentences come from sentencex (MIT, rule-based, fast) with character offsets into the
+canonical text, corrected by a short table of German patterns it splits wrongly: dates
+and ordinals ("am 7. | November", "in der 56. | Minute"), numbered lists, a few
+abbreviations ("Abs.", "Wr.") and hyphenated compounds ("K.-o.-Tropfen"). Line breaks
+are hard boundaries (scraped articles put headings and paragraphs on their own lines)
+except inside hard-wrapped blocks. Chunks never cross a section boundary, hold whole
+sentences up to `max_tokens`, and repeat trailing sentences of the previous chunk as
+overlap. Every chunk is an exact span of the document text.
+
+Left out: embedding and storage. Known gaps kept from sentencex: no split before a
+sentence that starts with a digit ("… gestiegen. 2014 waren es …"), none inside a
+quotation or parentheses, and none after "…".
 """
 
 from __future__ import annotations
@@ -15,16 +20,17 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
 
 from rag.types import Chunk, Document
 
 TokenCounter = Callable[[str], int]
 
+# Bump when sentence splitting or packing changes: it is part of the index fingerprint.
+CHUNKER_VERSION = 2
 _BLOCK_SEPARATOR = re.compile(r"\n[^\S\n]*\n\s*")
 _LINE = re.compile(r"[^\n]+")
 _WORD = re.compile(r"\S+")
+_WORD_CHARACTER = re.compile(r"\w")
 _SENTENCE_END = re.compile(r"[.!?:;…“”\"')]$")
 # A block is hard-wrapped when it has at least three lines, all but the last of a
 # similar, typical wrap width, and most of those stop mid-sentence. Two-line blocks are
@@ -32,13 +38,39 @@ _SENTENCE_END = re.compile(r"[.!?:;…“”\"')]$")
 _WRAP_MIN_LINES = 3
 _WRAP_MIN_CHARS, _WRAP_MAX_CHARS = 30, 100
 _WRAP_MAX_SPREAD = 0.3
+# Characters a sentence neither starts nor ends with: whitespace and invisible format marks.
+_INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
 
-
-@cache
-def _sentence_splitter() -> Any:
-    from somajo import SoMaJo
-
-    return SoMaJo("de_CMC", split_camel_case=False, character_offsets=True)
+# Words that follow a day or an ordinal number ("am 7. November", "in der 56. Minute").
+_AFTER_ORDINAL = (
+    "Jänner|Januar|Feber|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember"
+    "|Jan|Febr?|Mär|Apr|Jun|Jul|Aug|Sept?|Okt|Nov|Dez"
+    "|Jahrhunderts?|Minute|Runde|Platz|Rang|Stock|Bezirk|Lebensjahr|Geburtstag|Jahrestag|Quartal|Spieltag|Etappe"
+)
+# Words after which a number with a full stop is an ordinal, not the end of a sentence.
+_DETERMINERS = (
+    "am|ans|aufs|im|ins|vom|zum|zur|beim|dem|den|der|des|die|das|seine?[mnrs]?|ihre?[mnrs]?|jede[mnrs]?"
+)
+# Abbreviations sentencex does not know, as they appear in (Austrian) news text; the
+# titles are listed for compounds such as "Univ.-Prof." and "Dipl.-Ing.".
+_ABBREVIATIONS = (
+    "Abg|Abs|Aufl|Bd|Bgm|bspw|Dez|Dir|Doz|Dr|dt|ehem|Febr|geb|gest|Hrn|Hrsg|Ing|inkl|insb|Jh|MMag|Okt|österr"
+    "|Präs|Prof|Tel|Tsd|verh|Vzbgm|Wr|zzgl"
+)
+# Where sentencex ends a sentence but German text does not. Each rule is a pattern for
+# the end of the sentence so far (searched in its last 48 characters; no rule matches
+# that many, so `^` is the sentence start) and one matched right after that end.
+_NOT_A_BOUNDARY = tuple(
+    (re.compile(before), re.compile(after))
+    for before, after in (
+        (r"\b\d{1,3}\.$", rf"\s*(?:{_AFTER_ORDINAL})\b"),  # "am 7. | Nov. 2025", "52. | Minute: Tor"
+        (rf"\b(?i:{_DETERMINERS})\s+\d{{1,3}}\.$", ""),  # an ordinal: "der 3. | Sieg", "sein 39. | Album"
+        (r"(?:^|[–(;]\s*|,\s+|(?<!\d):\s*)\d{1,3}\.$", ""),  # a list: "Endstand: 1. | Ogier – 2. | Latvala"
+        (rf"(?:^|[\s(„\"'-])(?:{_ABBREVIATIONS})\.$", ""),  # an abbreviation: "Abs. | 2"
+        (r"", r"-"),  # a hyphenated compound: "K.-o. | -Tropfen", "Dipl. | -Ing."
+    )
+)
+_RULE_WINDOW = 48
 
 
 def _is_hard_wrapped(lines: list[str]) -> bool:
@@ -67,20 +99,50 @@ def _units(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
             block_start = separator.end()
 
 
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span without leading and trailing whitespace or invisible marks."""
+    while start < end and (text[start].isspace() or text[start] in _INVISIBLE):
+        start += 1
+    while end > start and (text[end - 1].isspace() or text[end - 1] in _INVISIBLE):
+        end -= 1
+    return start, end
+
+
+def _continues(unit: str, sentence_start: int, sentence_end: int) -> bool:
+    """Whether the sentence ending at `sentence_end` goes on, by the `_NOT_A_BOUNDARY` table."""
+    before = unit[max(sentence_start, sentence_end - _RULE_WINDOW) : sentence_end]
+    after = unit[sentence_end : sentence_end + _RULE_WINDOW]
+    return any(ending.search(before) and opening.match(after) for ending, opening in _NOT_A_BOUNDARY)
+
+
+def _german_sentences(unit: str) -> Iterator[tuple[int, int]]:
+    """Trimmed sentence spans of one unit: sentencex's, with wrong boundaries removed."""
+    import sentencex
+
+    current: tuple[int, int] | None = None
+    for boundary in sentencex.get_sentence_boundaries("de", unit):
+        start, end = _trimmed(unit, boundary["start_index"], boundary["end_index"])
+        if start == end:
+            continue
+        if current is None:
+            current = start, end
+        elif _continues(unit, *current) or not _WORD_CHARACTER.search(unit, start, end):
+            current = current[0], end  # a piece without words ("😊", ")") belongs to the sentence before
+        else:
+            yield current
+            current = start, end
+    if current is not None:
+        yield current
+
+
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Sentence spans in `text[start:end]` as offsets into `text`, trimmed of whitespace."""
     end = len(text) if end is None else end
-    splitter = _sentence_splitter()
-    spans: list[tuple[int, int]] = []
-    for unit_start, unit_end in _units(text, start, end):
-        unit = text[unit_start:unit_end]
-        if not unit.strip():
-            continue
-        for sentence in splitter.tokenize_text([unit]):
-            if sentence:
-                first, last = sentence[0].character_offset[0], sentence[-1].character_offset[1]
-                spans.append((unit_start + first, unit_start + last))
-    return spans
+    return [
+        (unit_start + sentence_start, unit_start + sentence_end)
+        for unit_start, unit_end in _units(text, start, end)
+        for sentence_start, sentence_end in _german_sentences(text[unit_start:unit_end])
+    ]
 
 
 @dataclass(frozen=True)

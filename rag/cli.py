@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.errors import RagError
+from rag.retrieve import check_query
 from rag.render import render_answer, stream_answer
 from rag.settings import Settings
 from rag.types import Passage, SearchFilters
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from rag.pipeline import Pipeline
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # errors stay one line
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
@@ -339,7 +340,7 @@ def ask_cmd(
     settings = _settings(ctx, include_comments=include_comments)
     pipeline = _pipeline(settings)
     filters = _filters(settings, source, outlet, since, until)
-    questions = _read_batch(batch) if batch else [question or ""]
+    questions = _read_batch(batch) if batch else [check_query(question or "")]
     with err_console.status("Loading model…", spinner="dots"):
         pipeline.reader  # noqa: B018 — fail fast on a missing or stale index
         pipeline.llm  # noqa: B018 — load once for every question

@@ -572,6 +572,8 @@ def run_eval(
     selected = questions.questions[:limit] if limit else questions.questions
     previous = find_previous_summary(out_dir)
     pipeline.reader  # noqa: B018 — fail on a missing or stale index before any work
+    if not retrieval_only:
+        pipeline.llm  # noqa: B018 — load once up front, so no question's timings include loading
     stage = "retrieving" if retrieval_only else "answering"
     answers: dict[str, tuple[Question, Answer]] = {}
     results: list[dict[str, Any]] = []
@@ -590,6 +592,8 @@ def run_eval(
             retrieved = pipeline.search(question.question, k=RETRIEVAL_K, filters=filters)
         else:
             answer = ask(pipeline, question.question, filters=filters, history=_history(question, answers))
+            if answer.interrupted:  # ask turns Ctrl-C into a refusal; a run must stop instead
+                raise KeyboardInterrupt
             answers[question.id] = (question, answer)
             record.update(answer.to_json())
             retrieved = pipeline.search(

@@ -71,7 +71,7 @@ CHROMA_DIR = "chroma"
 LOCK_TIMEOUT_SECONDS = 3.0
 # Boilerplate chunks stay in the chunk table only; these sections are searchable.
 SEARCHABLE_SECTIONS = ("body", "comments")
-LIBRARIES = ("chromadb", "sentence-transformers", "bm25s")
+LIBRARIES = ("chromadb", "sentence-transformers", "bm25s", "sentencex", "PyStemmer")
 # Test hook: a marker path; a write creates it after storing the vectors, then stalls there.
 PAUSE_ENV = "RAG_TEST_PAUSE_MID_WRITE"
 PAUSE_SECONDS = 60.0

@@ -151,8 +151,11 @@ def _write_sidecar(path: Path, sha256: str) -> None:
     record = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     sidecar = _sidecar(path)
     tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    os.replace(tmp, sidecar)
+    try:
+        tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        os.replace(tmp, sidecar)
+    except OSError:  # a read-only model directory only costs a re-hash next time
+        tmp.unlink(missing_ok=True)
 
 
 def recorded_sha256(path: Path) -> str | None:
@@ -171,7 +174,7 @@ def recorded_sha256(path: Path) -> str | None:
 
 
 def file_sha256(path: Path) -> str:
-    """The file's sha256: from a still-valid sidecar, else computed (about 3 s per GB)."""
+    """The file's sha256: from a still-valid sidecar, else computed (a few seconds per GB)."""
     return recorded_sha256(path) or _hash_file(path)
 
 
@@ -216,7 +219,8 @@ def verify(path: Path, spec: ModelSpec | None = None) -> VerifyResult:
     if spec is not None and ok:
         _write_sidecar(path, sha256)
     elif spec is not None:
-        _sidecar(path).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            _sidecar(path).unlink(missing_ok=True)
     return result
 
 

@@ -97,6 +97,9 @@ class Pipeline:
         filters: SearchFilters | None = None,
         expansions: Sequence[str] = (),
     ) -> list[Passage]:
+        from rag.retrieve import check_query
+
+        query = check_query(query)  # a bad question fails before the index is opened
         return self.retriever.search(query, k=k, filters=filters, expansions=expansions)
 
     def documents(self) -> list[dict[str, Any]]:

@@ -115,7 +115,12 @@ class Settings(BaseSettings):
 
     def index_fingerprint(self, embedding_model_hash: str) -> str:
         """Hash of everything that shapes the stored index."""
-        shaping = {name: getattr(self, name) for name in INDEX_SHAPING_FIELDS}
+        from rag.chunk import CHUNKER_VERSION
+        from rag.cleaning import rules_fingerprint
+
+        shaping: dict[str, Any] = {name: getattr(self, name) for name in INDEX_SHAPING_FIELDS}
         shaping["embedding_model_hash"] = embedding_model_hash
+        shaping["chunker_version"] = CHUNKER_VERSION
+        shaping["cleaning_rules"] = rules_fingerprint()
         blob = json.dumps(shaping, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

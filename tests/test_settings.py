@@ -1,0 +1,34 @@
+"""Settings precedence (defaults < rag.toml < RAG_* env < flags) and the index fingerprint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.settings import Settings
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings().top_k == 5
+    (tmp_path / "rag.toml").write_text("top_k = 7\nchunk_tokens = 96\n")
+    assert (Settings().top_k, Settings().chunk_tokens) == (7, 96)
+    monkeypatch.setenv("RAG_TOP_K", "3")
+    assert (Settings().top_k, Settings().chunk_tokens) == (3, 96)
+    assert Settings().with_overrides(top_k=9, model=None).top_k == 9
+
+
+def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAG_TOP_K", "0")
+    with pytest.raises(ValueError):
+        Settings()
+
+
+def test_fingerprint_changes_with_index_shaping_settings_only() -> None:
+    base = Settings()
+    same = base.index_fingerprint("weights")
+    assert base.with_overrides(top_k=2).index_fingerprint("weights") == same
+    assert base.with_overrides(chunk_tokens=96).index_fingerprint("weights") != same
+    assert base.index_fingerprint("other-weights") != same
