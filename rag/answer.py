@@ -32,11 +32,7 @@ from rag.types import Citation, Passage, SearchFilters
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline
 
-STOP_SEQUENCES = ["\n\n", "<quellen>", "</quellen>", "Frage:", "###", "<|im_end|>"]
-INSTRUCTIONS = {
-    "de": f"Antworte auf Deutsch. Wenn die Quellen es nicht sagen, schreibe nur: {REFUSALS['de']}",
-    "en": f"Answer in English. If the sources do not say, write only: {REFUSALS['en']}",
-}
+STOP_SEQUENCES = ["\n\n", "<quellen>", "</quellen>", "Frage:", "Question:", "###", "<|im_end|>"]
 # Chat-template tokens and our own delimiters must not appear inside untrusted text.
 _CONTROL = re.compile(r"<\|[^|>]{1,40}\|>|</?quellen>|^###.*$", re.IGNORECASE | re.MULTILINE)
 _TRANSLATE_MAX_TOKENS = 64
@@ -62,6 +58,7 @@ class Answer:
     passages: list[Passage]
     raw: str = ""
     unverified: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
     standalone_question: str | None = None
     search_query: str | None = None
     dropped_passages: int = 0
@@ -107,6 +104,7 @@ class Answer:
             "standalone_question": self.standalone_question,
             "search_query": self.search_query,
             "unverified": self.unverified,
+            "replaced_by_quotes": self.replaced,
             "dropped_passages": self.dropped_passages,
             "raw": self.raw,
             "interrupted": self.interrupted,
@@ -123,9 +121,7 @@ def format_passages(passages: Sequence[Passage]) -> str:
 
 
 def answer_messages(question: str, passages: Sequence[Passage], language: Language) -> list[dict[str, str]]:
-    return load_prompt("answer").render(
-        passages=format_passages(passages), question=question, instruction=INSTRUCTIONS[language]
-    )
+    return load_prompt(f"answer-{language}").render(passages=format_passages(passages), question=question)
 
 
 def fit_passages(
@@ -223,6 +219,7 @@ def ask(
         passages=kept,
         raw=raw,
         unverified=[s.text for s in verified.unverified],
+        replaced=verified.replaced,
         standalone_question=standalone,
         search_query=translated,
         dropped_passages=dropped,

@@ -7,7 +7,10 @@ The model writes sentences with inline markers like `[2]`. Here, in code:
   enough of its content words occur there (stem or phonetic match, so an English
   sentence can be close to a German passage);
 - a sentence whose cited passages do not support it is re-attached to the single
-  passage that does, if one exists; otherwise it is dropped as unverified;
+  passage that does, if one exists; otherwise, when it clearly paraphrases one
+  source sentence (most of its words are there), that source sentence is quoted
+  verbatim in its place (a small model often garbles a detail of a right answer);
+  otherwise it is dropped as unverified;
 - if nothing verified remains, the answer is a refusal.
 
 The same `is_supported` check scores citations in `rag eval`. Left out: semantic
@@ -33,6 +36,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"„“'(]?[A-ZÄÖÜ0-9])")
 _NO_BREAK_BEFORE = re.compile(r"(\b\d{1,2}\.|\b[A-Za-zäöü]{1,3}\.)$")
 
 MIN_CONTENT_OVERLAP = 0.35
+# A source sentence stands in for an unsupported one only if it holds this share of its words.
+MIN_QUOTE_OVERLAP = 0.6
 # One capitalised word in four may be the model's own (a German noun it chose); names are not.
 NAME_MISSES_PER_WORD = 0.25
 _NOT_NAMES = frozenset(
@@ -60,6 +65,7 @@ class CheckedSentence:
     text: str  # without citation markers
     cited: list[int]  # verified passage numbers (1-based); empty when unsupported
     claimed: list[int]  # numbers the model wrote, valid or not
+    replaced: str | None = None  # the model's own sentence when `text` is a quote standing in for it
 
     @property
     def supported(self) -> bool:
@@ -81,6 +87,11 @@ class VerifiedAnswer:
     @property
     def unverified(self) -> list[CheckedSentence]:
         return [s for s in self.sentences if not s.supported]
+
+    @property
+    def replaced(self) -> list[str]:
+        """The model's sentences that were replaced by verbatim quotes."""
+        return [s.replaced for s in self.sentences if s.replaced]
 
     def text(self) -> str:
         """The verified answer with its `[n]` markers before each sentence's full stop."""
@@ -166,6 +177,28 @@ def is_supported(sentence: str, passage_text: str) -> bool:
     return overlap >= MIN_CONTENT_OVERLAP
 
 
+def _overlap(sentence: str, passage_text: str) -> float:
+    words = _content_words(sentence)
+    if not words:
+        return 0.0
+    terms, lower = set(analyze(passage_text)), passage_text.casefold()
+    return sum(_word_matches(w, terms, lower) for w in words) / len(words)
+
+
+def closest_source_sentence(sentence: str, passages: Sequence[Passage]) -> tuple[int, str] | None:
+    """(passage number, verbatim sentence) that `sentence` most plainly paraphrases, if any."""
+    from rag.chunk import split_sentences
+
+    best: tuple[float, int, str] | None = None
+    for n, passage in enumerate(passages, 1):
+        for start, end in split_sentences(passage.text):
+            candidate = passage.text[start:end]
+            score = _overlap(sentence, candidate)
+            if score >= MIN_QUOTE_OVERLAP and (best is None or score > best[0]):
+                best = (score, n, candidate)
+    return (best[1], best[2]) if best else None
+
+
 def is_refusal(text: str) -> bool:
     """Whether generated text says the sources lack the answer."""
     return bool(_REFUSAL_PATTERNS.search(text))
@@ -189,6 +222,13 @@ def verify_answer(text: str, passages: Sequence[Passage]) -> VerifiedAnswer:
             kept = [n for n in cited if is_supported(clean, passages[n - 1].text)] or cited
         else:
             kept = [n for n in valid if is_supported(clean, passages[n - 1].text)][:1]
+        if not kept and (quote := closest_source_sentence(clean, passages)):
+            n, source_sentence = quote
+            if all(source_sentence not in s.text for s in result.sentences):
+                result.sentences.append(
+                    CheckedSentence(text=f"„{source_sentence}“", cited=[n], claimed=claimed, replaced=clean)
+                )
+                continue
         result.sentences.append(CheckedSentence(text=clean, cited=kept, claimed=claimed))
     result.refused = not result.kept
     return result

@@ -23,8 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.errors import RagError
-from rag.retrieve import check_query
 from rag.render import render_answer, stream_answer
+from rag.retrieve import check_query
 from rag.settings import Settings
 from rag.types import Passage, SearchFilters
 
@@ -358,7 +358,7 @@ def ask_cmd(
 @cli.command("chat")
 @click.option("-k", "k", type=click.IntRange(1, 20), help="Passages given to the model (default: top_k).")
 @click.option("--include-comments", is_flag=True, default=None, help="Also use reader comments.")
-@click.option("--json", "as_json", is_flag=True, help="Non-interactive: print one JSON object per answer.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per answer, as `rag ask --json`.")
 @click.option(
     "--history-file",
     type=click.Path(path_type=Path, dir_okay=False),

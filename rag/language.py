@@ -1,6 +1,6 @@
 """Which language a question is in: German or English, the two the tool answers in.
 
-A question's first word is a strong, cheap signal (Wer/Wann/Warum vs Who/When/Why);
+A question's first words are a strong, cheap signal (Wer/Wann/Warum vs Who/When/Why);
 when it is not decisive, lingua restricted to German and English decides. Anything
 that is not clearly English is treated as German, the language of the corpus.
 Left out: other languages.
@@ -77,7 +77,6 @@ _ENGLISH_OPENERS = frozenset(
         "have",
         "and",
         "according",
-        "name",
         "list",
         "since",
         "whom",
@@ -88,8 +87,6 @@ _ENGLISH_OPENERS = frozenset(
         "would",
         "were",
         "tell",
-        "in",
-        "on",
     ]
 )
 
@@ -104,12 +101,11 @@ def _detector() -> Any:
 
 def detect_language(text: str) -> Language:
     """'en' when the text reads as English, else 'de'."""
-    first = re.match(r"\W*(\w+)", text)
-    opener = first.group(1).casefold() if first else ""
-    if opener in _GERMAN_OPENERS:
-        return "de"
-    if opener in _ENGLISH_OPENERS:
-        return "en"
+    for word in re.findall(r"\w+", text)[:3]:  # "In welchem …": the first telling word decides
+        if word.casefold() in _GERMAN_OPENERS:
+            return "de"
+        if word.casefold() in _ENGLISH_OPENERS:
+            return "en"
     from lingua import Language as LinguaLanguage
 
     return "en" if _detector().detect_language_of(text) == LinguaLanguage.ENGLISH else "de"

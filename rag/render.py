@@ -33,6 +33,8 @@ def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
     target.print(Text(result.answer, style="bold" if not result.refused else "yellow"))
     for sentence in result.unverified:
         target.print(Text(f"  ✗ unverified, removed: {sentence}", style="dim strike"))
+    for sentence in result.replaced:
+        target.print(Text(f"  ↺ replaced by the source's own words: {sentence}", style="dim"))
     if result.dropped_passages:
         target.print(
             Text(

@@ -247,8 +247,11 @@ class ChatSession:
         )
 
     def show_sources(self, args: tuple[str, ...]) -> None:
-        if self.last is None or not self.last.passages:
-            self.console.print(Text("No passages yet — ask a question first."))
+        if self.last is None:
+            self.console.print(Text("No answer yet — ask a question first."))
+            return
+        if not self.last.passages:
+            self.console.print(Text("The last question found no passages — check /filter."))
             return
         passages = self.last.passages
         if not args:
@@ -376,7 +379,7 @@ def run_chat(
         pipeline.embedder  # noqa: B018 — load once, not on the first question
         pipeline.llm  # noqa: B018 — load once for the whole session
     if not interactive:
-        return _run_lines(chat, stdin)
+        return _run_lines(chat, stdin, err_console)
     _print_banner(console, pipeline, len(documents))
     _run_interactive(chat, history_file or default_history_file())
     return 0
@@ -394,7 +397,7 @@ def _print_banner(console: Console, pipeline: Pipeline, document_count: int) -> 
     )
 
 
-def _run_lines(chat: ChatSession, stdin: TextIO) -> int:
+def _run_lines(chat: ChatSession, stdin: TextIO, err_console: Console) -> int:
     """Answer one question per input line, in order, with history; errors are reported and skipped."""
     failures = 0
     for line in stdin:
@@ -407,7 +410,7 @@ def _run_lines(chat: ChatSession, stdin: TextIO) -> int:
                 break
         except RagError as error:
             failures += 1
-            Console(stderr=True, highlight=False).print(Text(f"Error: {error}", style="red"))
+            err_console.print(Text(f"Error: {error}", style="red"))
     return 1 if failures else 0
 
 

@@ -219,7 +219,7 @@ def test_save_writes_markdown_with_citations(
 def test_commands_change_the_next_search(scripted: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
     chat = ChatSession(scripted, Console(highlight=False))
     chat.run_line("/sources", stream=False)
-    assert "No passages yet" in capsys.readouterr().out
+    assert "No answer yet" in capsys.readouterr().out
     chat.run_line("/k 2", stream=False)
     chat.run_line("/filter source=002_80bd9b1924e3081e.txt", stream=False)
     result = chat.answer("Wer ist der Präsident von Kasachstan?", stream=False)
@@ -285,6 +285,11 @@ def spawn_chat(work: Path, model: str, model_dir: Path, *args: str) -> pexpect.s
     return child
 
 
+def plain(terminal_output: str) -> str:
+    """The text of terminal output with escape sequences removed (for messages and searches)."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal_output)
+
+
 def send_line(child: pexpect.spawn, text: str) -> None:
     """Type `text` and Enter, and wait until the prompt has taken the line."""
     child.send(text + "\r")
@@ -315,7 +320,7 @@ def test_terminal_session_with_the_tiny_model(chat_dir: Path, model_dir: Path, t
     assert "/sources [n]" in help_text and "/save FILE" in help_text and "Esc+Enter" in help_text
     assert "Unknown command /[bold]x[/bold] — type /help" in run_command(child, "/[bold]x[/bold]")
     assert "number from 1 to 20" in run_command(child, "/k 0")
-    assert "No passages yet" in run_command(child, "/sources")
+    assert "No answer yet" in run_command(child, "/sources")
 
     child.send("/k \\\r")  # a trailing backslash continues the input on a new line
     assert "k = 3 passages" in run_command(child, "3")
@@ -356,7 +361,7 @@ def test_ctrl_c_at_an_empty_prompt_exits_and_history_file_is_overridable(
 
 def test_piped_questions_with_the_tiny_model(chat_dir: Path, model_dir: Path, tiny_model: str) -> None:
     finished = subprocess.run(
-        [str(RAG), "chat", "--json"],
+        [str(RAG), "chat", "--json", "-k", "2"],
         input="Wer ist der Präsident von Kasachstan?\nWann besuchte er Moskau?\n",
         capture_output=True,
         text=True,
@@ -394,12 +399,11 @@ def conversation(chat_dir: Path, model_dir: Path) -> Iterator[pexpect.spawn]:
 
 @pytest.mark.slow
 def test_question_streams_an_answer_with_sources(conversation: pexpect.spawn) -> None:
-    send_line(conversation, "Wer ist der Präsident von Kasachstan?")
+    send_line(conversation, "Wo studierte Tokajew?")
     conversation.expect(FIRST_TOKEN)
     conversation.expect(READY)
-    shown = str(conversation.before)
-    assert TOKAJEW.search(shown), shown
-    assert "Sources" in shown and "seeds/" in shown
+    shown = plain(str(conversation.before))
+    assert "MGIMO" in shown and "Sources" in shown and "seeds/003_" in shown, shown[-2000:]
 
 
 @pytest.mark.slow
@@ -414,7 +418,7 @@ def test_sources_lists_passages_and_shows_one_in_full(conversation: pexpect.spaw
 
 @pytest.mark.slow
 def test_followup_is_rewritten_and_ctrl_c_stops_its_answer(conversation: pexpect.spawn) -> None:
-    send_line(conversation, "Wann besuchte er Moskau?")
+    send_line(conversation, "Und wie lange dauerte sein Staatsbesuch in Moskau?")
     conversation.expect(REWRITE_LINE)
     rewritten = conversation.match.group(1)
     assert TOKAJEW.search(rewritten), rewritten

@@ -104,3 +104,15 @@ def test_support_on_real_seed_text(seeds_dir) -> None:  # type: ignore[no-untype
     passage = text[start : text.index(".", text.index("1992", start)) + 1]
     assert is_supported("Kazakhstan has maintained formal relations with Israel since 1992.", passage)
     assert not is_supported("Kazakhstan has maintained formal relations with Israel since 2020.", passage)
+
+
+def test_garbled_paraphrase_is_replaced_by_the_verbatim_source_sentence() -> None:
+    passage = _passage("Das Wetter war schön. Hintergrund ist Tokajews letzter Besuch in den USA im November.")
+    answer = verify_answer("Tokajew war zuletzt im November 2022 in den USA zu Besuch [1].", [passage])
+    assert answer.text() == "„Hintergrund ist Tokajews letzter Besuch in den USA im November.“ [1]"
+    assert answer.replaced == ["Tokajew war zuletzt im November 2022 in den USA zu Besuch."]
+
+
+def test_an_invented_claim_is_not_replaced_by_a_loosely_related_sentence() -> None:
+    answer = verify_answer("Kasachstan schickte 500 Soldaten nach Gaza [1].", PASSAGES)
+    assert answer.refused and answer.replaced == []
