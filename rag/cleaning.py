@@ -208,13 +208,15 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
+
 # Outlets recognised in metadata, with the phrases by which an article names its own outlet.
 def rules_fingerprint() -> str:
     """A hash of the rule table: changing a rule changes the sections, so the index is stale."""
     import hashlib
 
     described = [
-        f"{r.kind}|{r.extent}|{getattr(r.pattern, 'pattern', getattr(r.pattern, '__name__', ''))}" for r in RULES
+        f"{r.kind}|{r.extent}|{getattr(r.pattern, 'pattern', getattr(r.pattern, '__name__', ''))}"
+        for r in RULES
     ]
     return hashlib.sha256("\n".join(described).encode()).hexdigest()[:16]
 

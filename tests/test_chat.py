@@ -324,6 +324,8 @@ def test_terminal_session_with_the_tiny_model(chat_dir: Path, model_dir: Path, t
 
     child.send("/k \\\r")  # a trailing backslash continues the input on a new line
     assert "k = 3 passages" in run_command(child, "3")
+    child.send("/k\x1b\r")  # so does Esc+Enter
+    assert "k = 4 passages" in run_command(child, "4")
     child.send("/comments on")
     child.sendcontrol("c")  # Ctrl-C on a typed line clears it and keeps the session
     assert "filters: comments=off" in run_command(child, "/filter")

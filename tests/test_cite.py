@@ -29,11 +29,17 @@ PASSAGES = [_passage(ISRAEL), _passage(PRIZE, "b.txt")]
 
 def test_split_keeps_dates_and_abbreviations_and_moves_markers() -> None:
     text = "Am 20. Februar 2026 sprach er, z. B. über Öl. [1] Danach ging er [2]."
-    assert split_answer_sentences(text) == ["Am 20. Februar 2026 sprach er, z. B. über Öl [1].", "Danach ging er [2]."]
+    assert split_answer_sentences(text) == [
+        "Am 20. Februar 2026 sprach er, z. B. über Öl [1].",
+        "Danach ging er [2].",
+    ]
 
 
 def test_parse_markers_handles_lists_and_repeats() -> None:
-    assert parse_markers("Kasachstan erkannte Israel an [1, 2][2].") == ("Kasachstan erkannte Israel an.", [1, 2])
+    assert parse_markers("Kasachstan erkannte Israel an [1, 2][2].") == (
+        "Kasachstan erkannte Israel an.",
+        [1, 2],
+    )
 
 
 def test_with_markers_puts_markers_before_the_full_stop() -> None:
@@ -64,7 +70,8 @@ def test_verify_removes_invalid_numbers_and_reattaches_wrong_citations() -> None
 
 def test_verify_drops_unsupported_sentences_and_keeps_the_rest() -> None:
     answer = verify_answer(
-        "Tokajew schlug einen Friedenspreis zu Trumps Ehren vor [2]. Der Preis ist mit 5 Millionen dotiert [2].",
+        "Tokajew schlug einen Friedenspreis zu Trumps Ehren vor [2]. "
+        "Der Preis ist mit 5 Millionen dotiert [2].",
         PASSAGES,
     )
     assert answer.text() == "Tokajew schlug einen Friedenspreis zu Trumps Ehren vor [2]."
@@ -107,7 +114,9 @@ def test_support_on_real_seed_text(seeds_dir) -> None:  # type: ignore[no-untype
 
 
 def test_garbled_paraphrase_is_replaced_by_the_verbatim_source_sentence() -> None:
-    passage = _passage("Das Wetter war schön. Hintergrund ist Tokajews letzter Besuch in den USA im November.")
+    passage = _passage(
+        "Das Wetter war schön. Hintergrund ist Tokajews letzter Besuch in den USA im November."
+    )
     answer = verify_answer("Tokajew war zuletzt im November 2022 in den USA zu Besuch [1].", [passage])
     assert answer.text() == "„Hintergrund ist Tokajews letzter Besuch in den USA im November.“ [1]"
     assert answer.replaced == ["Tokajew war zuletzt im November 2022 in den USA zu Besuch."]

@@ -49,8 +49,15 @@ def test_index_search_docs_on_real_seeds(seed_index) -> None:  # type: ignore[no
     summary = json.loads(again.stdout)
     assert summary["chunks_embedded"] == 0 and len(summary["unchanged"]) == 5
 
-    found = _run("search", "Seit wann unterhält Kasachstan Beziehungen zu Israel?", "--json", "-k", "3",
-                 cwd=seed_index.cwd, **env)
+    found = _run(
+        "search",
+        "Seit wann unterhält Kasachstan Beziehungen zu Israel?",
+        "--json",
+        "-k",
+        "3",
+        cwd=seed_index.cwd,
+        **env,
+    )
     passages = json.loads(found.stdout)["passages"]
     assert "1992" in passages[0]["text"]
     assert {"n", "source", "title", "start", "end", "text", "score"} <= passages[0].keys()

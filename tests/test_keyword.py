@@ -12,8 +12,15 @@ from rag.types import Chunk
 
 def _chunk(chunk_id: str, text: str) -> Chunk:
     return Chunk(
-        id=chunk_id, source="doc.txt", start=0, end=len(text), text=text, section="body",
-        ordinal=0, doc_sha256="x", title="t",
+        id=chunk_id,
+        source="doc.txt",
+        start=0,
+        end=len(text),
+        text=text,
+        section="body",
+        ordinal=0,
+        doc_sha256="x",
+        title="t",
     )
 
 

@@ -13,8 +13,15 @@ from rag.types import Chunk, SearchFilters
 
 def _chunk(chunk_id: str, start: int, end: int, text: str, source: str = "a.txt") -> Chunk:
     return Chunk(
-        id=chunk_id, source=source, start=start, end=end, text=text, section="body",
-        ordinal=start, doc_sha256="x", title="t",
+        id=chunk_id,
+        source=source,
+        start=start,
+        end=end,
+        text=text,
+        section="body",
+        ordinal=start,
+        doc_sha256="x",
+        title="t",
     )
 
 
@@ -87,7 +94,9 @@ def test_filters_restrict_sources_and_sections(pipeline: Pipeline) -> None:
     assert only and {p.source for p in only} == {"seeds/001_33aa229a75a9783d.txt"}
     body = pipeline.search("Kommentar Leser China Firmen", k=10)
     assert all(p.section == "body" for p in body)
-    with_comments = pipeline.search("Kommentar Leser China Firmen", k=10, filters=SearchFilters(include_comments=True))
+    with_comments = pipeline.search(
+        "Kommentar Leser China Firmen", k=10, filters=SearchFilters(include_comments=True)
+    )
     assert any(p.section == "comments" for p in with_comments)
     assert pipeline.search("Tokajew", k=5, filters=SearchFilters(outlet="Novastan"))
     assert not pipeline.search("Tokajew", k=5, filters=SearchFilters(date_from="2030-01-01"))
