@@ -8,6 +8,11 @@ left out because they need history) are each asked twice, side by side:
 - warm: straight after the previous question, as in `rag chat` or `rag eval`;
 - cold: after an unrelated one-token chat call, so no prompt prefix is cached.
 
+The answer prompt differs by language, and an English question makes a translation
+call before the answer, so only a German question after a German one finds its
+prefix cached; the cold/warm ratios are therefore also given per question, over the
+questions whose warm run did reuse a prefix ("prefix_reused").
+
 Per answer it records time to first token and total time (Answer.timings_ms, from
 the call of `ask`), LLM time ("llm": every model call inside `ask`, including the
 translation of English questions), prompt, cached and completion tokens, and the
@@ -49,6 +54,8 @@ QUESTION_MIX = (
     (("en",), True, ("english", "fact"), 3),
     (("de", "en"), False, ("unanswerable",), 3),
 )
+# A warm run counts as reusing the fixed prompt prefix when at least this many tokens were cached.
+MIN_REUSED_PREFIX = 32
 UNRELATED_CHAT = [
     {"role": "system", "content": "Du bist ein Taschenrechner."},
     {"role": "user", "content": "Was ist 2 + 2?"},
@@ -131,6 +138,27 @@ def summarize_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def compare_modes(warm: Sequence[dict[str, Any]], cold: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-question cold/warm ratios, over all questions and over those whose warm run reused a prefix."""
+
+    def ratios(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], name: str) -> dict[str, float | int]:
+        return summarize([cold_row[name] / warm_row[name] for warm_row, cold_row in pairs])
+
+    pairs = list(zip(warm, cold, strict=True))
+    reused = [(w, c) for w, c in pairs if w["cached_tokens"] >= MIN_REUSED_PREFIX]
+    return {
+        "all": {"first_token": ratios(pairs, "first_token_ms"), "total": ratios(pairs, "total_ms")},
+        "prefix_reused": {
+            "questions": [w["id"] for w, _ in reused],
+            "warm_cached_tokens": summarize([w["cached_tokens"] for w, _ in reused]),
+            "warm_first_token_ms": summarize([w["first_token_ms"] for w, _ in reused]),
+            "cold_first_token_ms": summarize([c["first_token_ms"] for _, c in reused]),
+            "first_token": ratios(reused, "first_token_ms"),
+            "total": ratios(reused, "total_ms"),
+        },
+    }
+
+
 def run(seeds_index: Path, with_cold: bool, limit: int | None) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine_info()}
     settings = Settings(index_dir=seeds_index)
@@ -154,10 +182,7 @@ def run(seeds_index: Path, with_cold: bool, limit: int | None) -> dict[str, Any]
     result["questions"] = [item["id"] for item in questions]
     result["modes"] = {mode: summarize_mode(mode_rows) for mode, mode_rows in rows.items() if mode_rows}
     if with_cold:
-        warm, cold = result["modes"]["warm"], result["modes"]["cold"]
-        result["cold_over_warm_p50"] = {
-            name: round(cold[name]["p50"] / warm[name]["p50"], 2) for name in ("first_token_ms", "total_ms")
-        }
+        result["cold_vs_warm"] = compare_modes(rows["warm"], rows["cold"])
     result["per_question"] = rows
     return result
 
@@ -174,7 +199,7 @@ def main() -> None:
             seeds_index = Path(temporary) / "index"
             build(SEEDS_DIR, seeds_index, REPO)
         result = run(seeds_index, with_cold=not args.no_cold, limit=args.limit)
-    print_json({key: result[key] for key in ("load_ms", "modes", "cold_over_warm_p50") if key in result})
+    print_json({key: result[key] for key in ("load_ms", "modes", "cold_vs_warm") if key in result})
     path = write_result("answer", result)
     print(f"wrote {path.relative_to(REPO)}")
 

@@ -140,9 +140,20 @@ def _answer_rows(data: dict[str, Any]) -> list[str]:
             f"{stats['prompt_tokens_per_second'].get('p50', '–')} tok/s, generation "
             f"{stats['generation_tokens_per_second'].get('p50', '–')} tok/s |"
         )
-    if "cold_over_warm_p50" in data:
-        ratios = ", ".join(f"{name} ×{ratio}" for name, ratio in data["cold_over_warm_p50"].items())
-        rows.append(f"| answer cold / warm (p50) | {ratios} |")
+    if "cold_vs_warm" in data:
+        reused = data["cold_vs_warm"]["prefix_reused"]
+        everything = data["cold_vs_warm"]["all"]
+
+        def ratio(stats: dict[str, Any]) -> str:
+            return f"×{stats['p50']:.2f}" if stats.get("n") else "–"
+
+        rows.append(
+            f"| answer cold / warm, per-question ratio p50 | all {everything['first_token']['n']} questions: "
+            f"first token {ratio(everything['first_token'])}, total {ratio(everything['total'])}; "
+            f"the {reused['first_token']['n']} whose warm run reused a prefix "
+            f"({reused['warm_cached_tokens'].get('p50', '–')} tokens cached): "
+            f"first token {ratio(reused['first_token'])}, total {ratio(reused['total'])} |"
+        )
     return rows
 
 

