@@ -140,7 +140,7 @@ def fit_passages(
 def translate_for_search(pipeline: Pipeline, question: str) -> str:
     """A German rendering of the question, used as an extra keyword query."""
     messages = load_prompt("translate").render(question=question)
-    text = pipeline.llm.complete_chat(
+    text = pipeline.aux_llm.complete_chat(
         messages, max_tokens=_TRANSLATE_MAX_TOKENS, stop=["\n"], temperature=0.0
     )
     return text.strip()
@@ -166,7 +166,8 @@ def ask(
     llm_ms = 0.0
 
     def llm_time() -> float:
-        return llm.last_usage.total_ms if llm.last_usage else 0.0
+        usage = pipeline.aux_llm.last_usage
+        return usage.total_ms if usage else 0.0
 
     standalone = rewrite_followup(pipeline, history, question) if history else None
     llm_ms += llm_time() if standalone else 0.0

@@ -58,6 +58,16 @@ def _progress(label: str, enabled: bool = True) -> Iterator[Any]:
     if not enabled:
         yield None
         return
+    if not err_console.is_terminal:  # logs (CI): a plain line per tenth of the work instead of a bar
+        started = time.perf_counter()
+
+        def log(stage: str, done: int, total: int) -> None:
+            if total and (done == total or done % max(1, total // 10) == 0):
+                elapsed = time.perf_counter() - started
+                err_console.print(f"{label}: {stage} {done}/{total} ({elapsed:.0f} s)")
+
+        yield log
+        return
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -350,6 +360,7 @@ def ask_cmd(
     with err_console.status("Loading model…", spinner="dots"):
         pipeline.reader  # noqa: B018 — fail fast on a missing or stale index
         pipeline.llm  # noqa: B018 — load once for every question
+        pipeline.aux_llm  # noqa: B018
     stream = not as_json and console.is_terminal
     failed = 0
     for text in questions:

@@ -31,7 +31,7 @@ def recent_history(pipeline: Pipeline, history: Sequence[Turn]) -> list[Turn]:
     for turn in reversed(
         history[-pipeline.settings.history_turns :] if pipeline.settings.history_turns else []
     ):
-        cost = pipeline.llm.count_tokens(turn.question + turn.answer)
+        cost = pipeline.aux_llm.count_tokens(turn.question + turn.answer)
         if used + cost > HISTORY_TOKEN_BUDGET:
             break
         kept.insert(0, turn)
@@ -49,6 +49,8 @@ def rewrite_followup(pipeline: Pipeline, history: Sequence[Turn], question: str)
     if not turns:
         return None
     messages = load_prompt("rewrite").render(history=format_history(turns), question=question)
-    text = pipeline.llm.complete_chat(messages, max_tokens=_REWRITE_MAX_TOKENS, stop=["\n"], temperature=0.0)
+    text = pipeline.aux_llm.complete_chat(
+        messages, max_tokens=_REWRITE_MAX_TOKENS, stop=["\n"], temperature=0.0
+    )
     rewritten = re.sub(r"^(Frage|Question|Letzte Frage)\s*:\s*", "", text.strip())
     return rewritten or None

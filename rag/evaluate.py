@@ -574,6 +574,7 @@ def run_eval(
     pipeline.reader  # noqa: B018 — fail on a missing or stale index before any work
     if not retrieval_only:
         pipeline.llm  # noqa: B018 — load once up front, so no question's timings include loading
+        pipeline.aux_llm  # noqa: B018
     stage = "retrieving" if retrieval_only else "answering"
     answers: dict[str, tuple[Question, Answer]] = {}
     results: list[dict[str, Any]] = []

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from rag.settings import Settings
 from rag.types import IndexReport, Passage, SearchFilters
 
+AUX_CONTEXT_TOKENS = 2048  # rewrite and translate prompts are short
+
 if TYPE_CHECKING:
     from rag.embed import Embedder
     from rag.generate import LocalLLM
@@ -31,12 +33,15 @@ class Pipeline:
         *,
         embedder: Embedder | None = None,
         llm: LocalLLM | None = None,
+        aux_llm: LocalLLM | None = None,
         cwd: Path | None = None,
     ) -> None:
         self.settings = settings
         self.cwd = cwd or Path.cwd()
         self._embedder = embedder
         self._llm = llm
+        # An injected model (tests) also does the short calls unless a second one is given.
+        self._aux_llm = aux_llm or llm
         self._reader: IndexReader | None = None
         self._retriever: Retriever | None = None
 
@@ -106,19 +111,35 @@ class Pipeline:
         return self.reader.documents()
 
     # Language model ------------------------------------------------------
+    def _load_llm(self, n_ctx: int) -> LocalLLM:
+        from rag.generate import LocalLLM
+        from rag.models import resolve_model
+
+        return LocalLLM.load(
+            resolve_model(self.settings),
+            n_ctx=n_ctx,
+            n_threads=self.settings.n_threads,
+            seed=self.settings.seed,
+        )
+
     @property
     def llm(self) -> LocalLLM:
+        """The model context that writes answers; its fixed prompt prefix stays in the KV cache."""
         if self._llm is None:
-            from rag.generate import LocalLLM
-            from rag.models import resolve_model
-
-            self._llm = LocalLLM.load(
-                resolve_model(self.settings),
-                n_ctx=self.settings.n_ctx,
-                n_threads=self.settings.n_threads,
-                seed=self.settings.seed,
-            )
+            self._llm = self._load_llm(self.settings.n_ctx)
         return self._llm
+
+    @property
+    def aux_llm(self) -> LocalLLM:
+        """A second context on the same weights (mmap-shared) for rewriting and translating.
+
+        Short calls in the answer context would evict its cached prefix (system prompt
+        and examples, ~630 tokens, ~5 s to recompute on 2 cores); restoring a saved
+        llama.cpp state costs 1-2 s, so a separate context is the cheaper way.
+        """
+        if self._aux_llm is None:
+            self._aux_llm = self._load_llm(AUX_CONTEXT_TOKENS)
+        return self._aux_llm
 
     @property
     def llm_loaded(self) -> bool:

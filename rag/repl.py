@@ -378,6 +378,7 @@ def run_chat(
         documents = pipeline.documents()  # fails fast on a missing or stale index
         pipeline.embedder  # noqa: B018 — load once, not on the first question
         pipeline.llm  # noqa: B018 — load once for the whole session
+        pipeline.aux_llm  # noqa: B018
     if not interactive:
         return _run_lines(chat, stdin, err_console)
     _print_banner(console, pipeline, len(documents))
