@@ -41,8 +41,6 @@ MIN_CONTENT_OVERLAP = 0.35
 MIN_QUOTE_OVERLAP = 0.6
 # One capitalised word in four may be the model's own (a German noun it chose); names are not.
 NAME_MISSES_PER_WORD = 0.25
-# Across languages many capitalised words are translations ("Stabilization Force"), not names.
-CROSS_LINGUAL_NAME_MISSES = 0.5
 _NOT_NAMES = frozenset(
     "laut zudem außerdem damit dabei daher deshalb jedoch allerdings zuvor danach später demnach insgesamt "
     "ebenso somit artikel quelle quellen text bericht autor autorin according however also article source "
@@ -167,8 +165,8 @@ def is_supported(sentence: str, passage_text: str, context: str = "") -> bool:
     `context` (the article's title and outlet) counts for names: "according to
     Novastan" is backed by where the passage comes from. A sentence in another
     language than the passage (an English answer from a German article) cannot share
-    its ordinary words, so there only the key facts count: every number, and most
-    names with at least one of them found (spelling variants fold together).
+    its ordinary words, so there only the key facts count: every number, and the
+    names (spelling variants fold together), at least one of them found.
     """
     haystack = f"{context}\n{passage_text}" if context else passage_text
     passage_terms = set(analyze(haystack))
@@ -181,7 +179,7 @@ def is_supported(sentence: str, passage_text: str, context: str = "") -> bool:
     missed = sum(not _word_matches(w, passage_terms, passage_lower) for w in names)
     if detect_language(sentence) != detect_language(passage_text):
         found_names = len(names) - missed
-        return missed <= len(names) * CROSS_LINGUAL_NAME_MISSES and (found_names > 0 or bool(numbers))
+        return missed <= math.floor(NAME_MISSES_PER_WORD * len(names)) and (found_names > 0 or bool(numbers))
     if missed > math.floor(NAME_MISSES_PER_WORD * len(names)):
         return False
     words = _content_words(sentence)
