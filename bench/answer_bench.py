@@ -19,7 +19,8 @@ translation of English questions), prompt, cached and completion tokens, and the
 tool's own overhead = total − LLM time (retrieval, prompt fitting, verification).
 Prompt-processing speed is (prompt − cached tokens) / the answer call's time to its
 first token; generation speed is (completion tokens − 1) / the time after it.
-Writes bench/results/answer.json; it measures, never asserts.
+Writes bench/results/answer.json after every question (with "complete": false until
+the last), so a run that is stopped keeps what it measured; it measures, never asserts.
 """
 
 from __future__ import annotations
@@ -127,8 +128,10 @@ def summarize_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "first_token_ms": summarize(column("first_token_ms")),
         "total_ms": summarize(column("total_ms")),
         "overhead_ms": summarize(column("overhead_ms")),
-        "overhead_share_p50": summarize([row["overhead_ms"] / row["total_ms"] for row in rows])["p50"],
-        "overhead_share_overall": round(sum(column("overhead_ms")) / total, 4) if total else None,
+        "overhead_percent_p50": summarize([100 * row["overhead_ms"] / row["total_ms"] for row in rows])[
+            "p50"
+        ],
+        "overhead_percent_overall": round(100 * sum(column("overhead_ms")) / total, 2) if total else None,
         "prompt_tokens": summarize(column("prompt_tokens")),
         "cached_tokens": summarize(column("cached_tokens")),
         "completion_tokens": summarize(column("completion_tokens")),

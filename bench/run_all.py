@@ -133,8 +133,8 @@ def _answer_rows(data: dict[str, Any]) -> list[str]:
         rows.append(
             f"| answer {mode} ({stats['total_ms']['n']} questions), s p50 / p95 | "
             f"first token {_p(stats['first_token_ms'], 1e-3, 1)}; total {_p(stats['total_ms'], 1e-3, 1)}; "
-            f"overhead share p50 {stats['overhead_share_p50']:.1%}, "
-            f"overall {stats['overhead_share_overall']:.1%}; "
+            f"overhead p50 {stats['overhead_percent_p50']} %, "
+            f"overall {stats['overhead_percent_overall']} %; "
             f"prompt {stats['prompt_tokens']['p50']:.0f} tok (cached {stats['cached_tokens']['p50']:.0f}), "
             f"completion {stats['completion_tokens']['p50']:.0f} tok; prompt eval "
             f"{stats['prompt_tokens_per_second'].get('p50', '–')} tok/s, generation "
