@@ -24,7 +24,6 @@ from rich.text import Text
 
 from rag.errors import InputError, RagError
 from rag.render import render_answer, stream_answer
-from rag.retrieve import check_query
 from rag.settings import Settings
 from rag.types import Passage, SearchFilters
 
@@ -356,6 +355,8 @@ def ask_cmd(
     settings = _settings(ctx, include_comments=include_comments)
     pipeline = _pipeline(settings)
     filters = _filters(settings, source, outlet, since, until)
+    from rag.retrieve import check_query  # numpy comes with it: keep it off the `--help` path
+
     questions = _read_batch(batch) if batch else [check_query(question or "")]
     with err_console.status("Loading model…", spinner="dots"):
         pipeline.reader  # noqa: B018 — fail fast on a missing or stale index
