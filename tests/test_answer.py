@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import ask
+from rag.answer import answer_messages, ask
 from rag.cite import REFUSALS
 from rag.generate import Usage
 from rag.pipeline import Pipeline
@@ -99,11 +99,15 @@ def test_unsupported_answer_becomes_the_refusal_with_closest_passages(seed_index
 
 def test_prompt_is_budgeted_by_dropping_lowest_ranked_passages(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = _scripted(seed_index, minilm, "Die Quellen enthalten dazu keine Angabe.", top_k=5)
-    llm.n_ctx = 700
-    pipeline.settings = pipeline.settings.with_overrides(n_ctx=700, max_answer_tokens=100)
+    passages = pipeline.search(QUESTION)
+    # Room for the prompt with the first two passages and a 100-token answer, not for all five.
+    n_ctx = llm.count_messages(answer_messages(QUESTION, passages[:2], "de")) + 100
+    assert llm.count_messages(answer_messages(QUESTION, passages, "de")) + 100 > n_ctx
+    llm.n_ctx = n_ctx
+    pipeline.settings = pipeline.settings.with_overrides(n_ctx=n_ctx, max_answer_tokens=100)
     result = ask(pipeline, QUESTION)
-    assert result.dropped_passages > 0 and len(result.passages) == 5 - result.dropped_passages
-    assert llm.count_messages(llm.calls[-1]) + 100 <= 700
+    assert result.dropped_passages == 3 and result.passages == passages[:2]
+    assert llm.count_messages(llm.calls[-1]) + 100 <= n_ctx
 
 
 def test_english_question_is_translated_for_search_and_refused_in_english(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]

@@ -342,7 +342,7 @@ def test_terminal_session_with_the_tiny_model(chat_dir: Path, model_dir: Path, t
     history = (chat_dir.parent / "home" / ".local" / "share" / "rag" / "chat_history").read_text(
         encoding="utf-8"
     )
-    assert "+Wer ist der Präsident von Kasachstan?" in history and "+/k \n+3" in history
+    assert "+/filter source=x.txt" in history and "+/k \n+3" in history
 
 
 def test_ctrl_c_at_an_empty_prompt_exits_and_history_file_is_overridable(

