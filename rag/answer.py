@@ -209,7 +209,7 @@ def ask(
     raw = "".join(pieces)
     usage = llm.last_usage if kept else None
     llm_ms += usage.total_ms if usage else 0.0
-    verified = verify_answer(raw, kept)
+    verified = verify_answer(raw, kept, [q for q in (search_question, translated) if q])
     refused = verified.refused or interrupted
     return Answer(
         question=question,

@@ -10,12 +10,18 @@ The model writes sentences with inline markers like `[2]`. Here, in code:
   passage that does, if one exists; otherwise, when it clearly paraphrases one
   source sentence (most of its words are there), that source sentence is quoted
   verbatim in its place (a small model often garbles a detail of a right answer);
-  otherwise it is dropped as unverified;
-- if nothing verified remains, the answer is a refusal.
+  otherwise it is dropped as unverified. The quote must also hold the question's
+  key terms (weighted by how rare they are among the shown sentences), so a
+  caption that merely names the same person cannot stand in for a birth date;
+- a bare number or date ("1991 [1].") is supported when the passage states it;
+- if nothing verified remains, or what remains only restates the question (no
+  word, number or negation the question did not already contain), the answer is
+  a refusal.
 
 The same `is_supported` check scores citations in `rag eval`. Left out: semantic
 entailment (no local NLI model is available); the lexical check is deliberately
-strict instead.
+strict instead, and it cannot tell a true sentence that answers another question
+from one that answers this one.
 """
 
 from __future__ import annotations
@@ -47,6 +53,15 @@ _NOT_NAMES = frozenset(
     "sources report".split()
 )
 QUOTE_CHARS = 240
+# A quote must hold this share of the question's rarity-weighted key terms.
+MIN_QUOTE_QUESTION_COVERAGE = 0.5
+# Question words ask for the fact; an answer sentence does not repeat them.
+_QUESTION_WORDS = frozenset(
+    "wann wer wen wem wessen warum weshalb wieso wie wieviel wieviele wozu womit wovon wohin woher wo was "
+    "welche welcher welches welchen welchem why what which who whom whose when where how".split()
+)
+# Words that carry an answer although a stop-word list drops them.
+_ANSWER_WORDS = frozenset("ja nein nicht kein keine keinen keiner nie niemals yes no not never none".split())
 
 REFUSALS = {
     "de": "Die Quellen enthalten dazu keine Angabe.",
@@ -184,7 +199,7 @@ def is_supported(sentence: str, passage_text: str, context: str = "") -> bool:
         return False
     words = _content_words(sentence)
     if not words:
-        return False
+        return bool(numbers)  # a bare number or date, found above
     overlap = sum(_word_matches(w, passage_terms, passage_lower) for w in words) / len(words)
     return overlap >= MIN_CONTENT_OVERLAP
 
@@ -202,18 +217,83 @@ def _overlap(sentence: str, passage_text: str) -> float:
     return sum(_word_matches(w, terms, lower) for w in words) / len(words)
 
 
-def closest_source_sentence(sentence: str, passages: Sequence[Passage]) -> tuple[int, str] | None:
-    """(passage number, verbatim sentence) that `sentence` most plainly paraphrases, if any."""
+def _source_sentences(passages: Sequence[Passage]) -> list[tuple[int, str]]:
     from rag.chunk import split_sentences
 
+    return [
+        (n, passage.text[start:end])
+        for n, passage in enumerate(passages, 1)
+        for start, end in split_sentences(passage.text)
+    ]
+
+
+def question_coverage(sentence: str, question: str, sentences: Sequence[str]) -> float:
+    """Share of the question's key terms that `sentence` holds, each weighted by rarity.
+
+    A term's weight is its inverse frequency among `sentences` (the shown passages'
+    sentences): the article's main subject, named everywhere, counts little, while
+    the word that asks for the fact ("geboren", "Anlass") counts most.
+    """
+    words = {w.casefold() for w in _content_words(question)} - _NOT_NAMES - _QUESTION_WORDS
+    wanted = {w: terms for w in words if (terms := set(analyze(w)))}
+    if not wanted:
+        return 1.0
+    sentence_terms = [set(analyze(s)) for s in sentences]
+    total = len(sentence_terms)
+
+    def weight(terms: set[str]) -> float:
+        frequency = sum(bool(terms & s) for s in sentence_terms)
+        return math.log(1 + total / (1 + frequency))
+
+    held = set(analyze(sentence))
+    weights = {w: weight(terms) for w, terms in wanted.items()}
+    found = sum(weights[w] for w, terms in wanted.items() if terms & held)
+    return found / sum(weights.values())
+
+
+def closest_source_sentence(
+    sentence: str, passages: Sequence[Passage], questions: Sequence[str] = ()
+) -> tuple[int, str] | None:
+    """(passage number, verbatim sentence) that `sentence` most plainly paraphrases, if any.
+
+    With `questions` (the question and its renderings), the quote must also cover
+    the question's key terms in at least one of them.
+    """
+    candidates = _source_sentences(passages)
+    texts = [text for _, text in candidates]
     best: tuple[float, int, str] | None = None
-    for n, passage in enumerate(passages, 1):
-        for start, end in split_sentences(passage.text):
-            candidate = passage.text[start:end]
-            score = _overlap(sentence, candidate)
-            if score >= MIN_QUOTE_OVERLAP and (best is None or score > best[0]):
-                best = (score, n, candidate)
+    for n, candidate in candidates:
+        score = _overlap(sentence, candidate)
+        if score >= MIN_QUOTE_OVERLAP and (best is None or score > best[0]):
+            if questions and max(question_coverage(candidate, q, texts) for q in questions) < (
+                MIN_QUOTE_QUESTION_COVERAGE
+            ):
+                continue
+            best = (score, n, candidate)
     return (best[1], best[2]) if best else None
+
+
+def adds_information(sentences: Sequence[str], questions: Sequence[str]) -> bool:
+    """Whether the sentences say anything beyond the question: a new word, number or negation.
+
+    "The author doubts that Tokayev wrote the article [1]." answers "Why does the
+    author doubt that Tokayev wrote the article?" with nothing. A lead-in that ends
+    in a colon promises content and holds none.
+    """
+    asked = {term for q in questions for term in analyze(q)}  # phonetic keys too: Tokayev = Tokajew
+    asked_numbers = {number for q in questions for number in _NUMBER.findall(q)}
+    for sentence in sentences:
+        if sentence.rstrip().endswith(":"):
+            continue
+        if any(number not in asked_numbers for number in _NUMBER.findall(sentence)):
+            return True
+        words = _WORD.findall(sentence)
+        if any(w.casefold() in _ANSWER_WORDS for w in words):
+            return True
+        for word in _content_words(sentence):
+            if word.casefold() not in _NOT_NAMES and not set(analyze(word)) & asked:
+                return True
+    return False
 
 
 def is_refusal(text: str) -> bool:
@@ -221,8 +301,12 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSAL_PATTERNS.search(text))
 
 
-def verify_answer(text: str, passages: Sequence[Passage]) -> VerifiedAnswer:
-    """Check every sentence of `text` against the passages it cites (see module doc)."""
+def verify_answer(text: str, passages: Sequence[Passage], questions: Sequence[str] = ()) -> VerifiedAnswer:
+    """Check every sentence of `text` against the passages it cites (see module doc).
+
+    `questions` are the question as searched and any translation of it; without
+    them, quotes are not checked against the question and restating is not caught.
+    """
     result = VerifiedAnswer()
     valid = range(1, len(passages) + 1)
     for position, raw in enumerate(split_answer_sentences(text)):
@@ -247,7 +331,7 @@ def verify_answer(text: str, passages: Sequence[Passage]) -> VerifiedAnswer:
             kept = [n for n in cited if supports(n)] or cited
         else:
             kept = [n for n in valid if supports(n)][:1]
-        if not kept and (quote := closest_source_sentence(clean, passages)):
+        if not kept and (quote := closest_source_sentence(clean, passages, questions)):
             n, source_sentence = quote
             if all(source_sentence not in s.text for s in result.sentences):
                 result.sentences.append(
@@ -255,7 +339,8 @@ def verify_answer(text: str, passages: Sequence[Passage]) -> VerifiedAnswer:
                 )
                 continue
         result.sentences.append(CheckedSentence(text=clean, cited=kept, claimed=claimed))
-    result.refused = not result.kept
+    kept_text = [s.text for s in result.kept]
+    result.refused = not kept_text or (bool(questions) and not adds_information(kept_text, questions))
     return result
 
 

@@ -125,3 +125,43 @@ def test_garbled_paraphrase_is_replaced_by_the_verbatim_source_sentence() -> Non
 def test_an_invented_claim_is_not_replaced_by_a_loosely_related_sentence() -> None:
     answer = verify_answer("Kasachstan schickte 500 Soldaten nach Gaza [1].", PASSAGES)
     assert answer.refused and answer.replaced == []
+
+
+def test_a_bare_number_is_supported_only_by_a_passage_that_states_it() -> None:
+    passage = "Erst 1991 gelang es den Völkern, sich von der Obhut des Imperiums zu befreien."
+    assert is_supported("1991.", passage)
+    assert not is_supported("1990.", passage)
+    assert not verify_answer("1991 [1].", [_passage(passage)]).refused
+
+
+def test_an_answer_that_only_restates_the_question_is_a_refusal() -> None:
+    passage = _passage(
+        "Der Autor bezweifelt, dass Tokajew den Artikel selbst schrieb, weil er KI-generiert wirkt."
+    )
+    question = "Warum bezweifelt der Autor, dass Tokajew den Artikel selbst schrieb?"
+    restated = "Der Autor bezweifelt, dass Tokajew den Artikel selbst schrieb [1]."
+    assert not verify_answer(restated, [passage]).refused  # without the question nothing is compared
+    assert verify_answer(restated, [passage], [question]).refused
+    assert verify_answer("Die Gründe sind folgende: [1]", [passage], [question]).refused
+    answered = "Der Autor bezweifelt es, weil der Artikel KI-generiert wirkt [1]."
+    assert verify_answer(answered, [passage], [question]).text() == answered
+    negated = _passage("Tokajew schrieb den Artikel nicht selbst.")
+    assert not verify_answer(
+        "Tokajew schrieb den Artikel nicht selbst [1].", [negated], ["Schrieb Tokajew den Artikel selbst?"]
+    ).refused
+
+
+def test_a_quote_must_hold_the_key_terms_of_the_question() -> None:
+    passages = [
+        _passage("Tokajew traf Putin in Moskau. Tokajew sprach über Öl."),
+        _passage(
+            "Präsident Kassym-Jomart Tokajew und Putin, St. Petersburg, 17. Juni 2022. Tokajew lobte Trump."
+        ),
+    ]
+    garbled = "Kassym-Jomart Tokajew wurde am 17. Juni 1962 in St. Petersburg geboren [2]."
+    assert not verify_answer(garbled, passages).refused  # the caption would stand in for it
+    assert verify_answer(garbled, passages, ["Wann wurde Kassym-Jomart Tokajew geboren?"]).refused
+    # A quote that holds what the question asks about still repairs a garbled detail.
+    trip = "Tokajew traf Putin im Jahr 2020 in Moskau [1]."
+    fixed = verify_answer(trip, passages, ["Wo traf Tokajew Putin?"])
+    assert fixed.text() == "„Tokajew traf Putin in Moskau.“ [1]"
