@@ -8,8 +8,13 @@
 3. drop the lowest-ranked passages until system prompt + examples + passages +
    question + room for the answer fit the context window, and report the drop;
 4. stream the model's answer, then verify every sentence's citations in code
-   (`rag.cite`); if nothing verified remains, return the fixed refusal sentence in
-   the question's language, with the closest passages for the reader.
+   (`rag.cite`);
+5. if nothing verified remains but one passage holds most of the question's key
+   terms, take a *second look*: ask again with that passage alone (a 1.5B model
+   often misses an answer among five passages that it finds in one); its answer is
+   verified the same way;
+6. if still nothing verified remains, return the fixed refusal sentence in the
+   question's language, with the closest passages for the reader.
 
 It never prints; callers get tokens through `on_token` and the result as `Answer`.
 """
@@ -22,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rag.cite import REFUSALS, citations_for, verify_answer
+from rag.cite import CITATION, REFUSALS, citations_for, focus_passage, verify_answer
 from rag.ingest import normalize_whitespace
 from rag.language import Language, detect_language
 from rag.prompts import load_prompt
@@ -67,6 +72,7 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    second_look: int | None = None  # the passage number asked about again, when that gave the answer
 
     def to_json(self) -> dict[str, Any]:
         """The `rag ask --json` object. Field names are fixed; fields may be added."""
@@ -108,6 +114,7 @@ class Answer:
             "dropped_passages": self.dropped_passages,
             "raw": self.raw,
             "interrupted": self.interrupted,
+            "second_look": self.second_look,
         }
 
 
@@ -144,6 +151,50 @@ def translate_for_search(pipeline: Pipeline, question: str) -> str:
         messages, max_tokens=_TRANSLATE_MAX_TOKENS, stop=["\n"], temperature=0.0
     )
     return text.strip()
+
+
+@dataclass
+class _Generated:
+    """One streamed generation and what it cost."""
+
+    text: str = ""
+    interrupted: bool = False
+    first_token_ms: float = 0.0  # since the question arrived
+    llm_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+
+def _generate(
+    pipeline: Pipeline,
+    messages: list[dict[str, str]],
+    started: float,
+    on_token: Callable[[str], None] | None,
+) -> _Generated:
+    """Stream one answer; Ctrl-C stops it and keeps what came so far."""
+    result = _Generated()
+    pieces: list[str] = []
+    try:
+        for delta in pipeline.llm.stream_chat(
+            messages,
+            max_tokens=pipeline.settings.max_answer_tokens,
+            stop=STOP_SEQUENCES,
+            temperature=pipeline.settings.temperature,
+        ):
+            if not pieces:
+                result.first_token_ms = (time.perf_counter() - started) * 1000
+            pieces.append(delta)
+            if on_token:
+                on_token(delta)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    result.text = "".join(pieces)
+    if usage := pipeline.llm.last_usage:
+        result.llm_ms = usage.total_ms
+        result.prompt_tokens, result.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        result.cached_tokens = usage.cached_tokens
+    return result
 
 
 def ask(
@@ -188,28 +239,27 @@ def ask(
     messages, kept = fit_passages(pipeline, search_question, passages, language)
     dropped = len(passages) - len(kept)
 
-    pieces: list[str] = []
-    first_token_ms = 0.0
-    interrupted = False
-    if kept:
-        try:
-            for delta in llm.stream_chat(
-                messages,
-                max_tokens=pipeline.settings.max_answer_tokens,
-                stop=STOP_SEQUENCES,
-                temperature=pipeline.settings.temperature,
-            ):
-                if not pieces:
-                    first_token_ms = (time.perf_counter() - started) * 1000
-                pieces.append(delta)
-                if on_token:
-                    on_token(delta)
-        except KeyboardInterrupt:
-            interrupted = True
-    raw = "".join(pieces)
-    usage = llm.last_usage if kept else None
-    llm_ms += usage.total_ms if usage else 0.0
-    verified = verify_answer(raw, kept, [q for q in (search_question, translated) if q])
+    generated = _generate(pipeline, messages, started, on_token) if kept else _Generated()
+    raw, interrupted = generated.text, generated.interrupted
+    llm_ms += generated.llm_ms
+    questions = [q for q in (search_question, translated) if q]
+    verified = verify_answer(raw, kept, questions)
+    second_look = None
+    if verified.refused and not interrupted and pipeline.settings.second_look:
+        focus = focus_passage(kept, questions)
+        if focus is not None:
+            if on_status:
+                on_status("second_look", f"[{focus}] {kept[focus - 1].source}")
+            retry = _generate(
+                pipeline, answer_messages(search_question, [kept[focus - 1]], language), started, on_token
+            )
+            llm_ms += retry.llm_ms
+            interrupted = retry.interrupted
+            # The retry saw one passage as [1]; point its markers at that passage's number here.
+            renumbered = CITATION.sub(lambda m: f" [{focus}]" if m.group(1) == "1" else " [0]", retry.text)
+            second = verify_answer(renumbered, kept, questions)
+            if not second.refused and not interrupted:
+                raw, verified, second_look = renumbered, second, focus
     refused = verified.refused or interrupted
     return Answer(
         question=question,
@@ -228,14 +278,15 @@ def ask(
         model_sha256=llm.sha256,
         timings_ms={
             "retrieve": retrieve_ms,
-            "first_token": first_token_ms,
+            "first_token": generated.first_token_ms,
             "total": (time.perf_counter() - started) * 1000,
             "llm": llm_ms,
         },
         tokens={
-            "prompt": usage.prompt_tokens if usage else 0,
-            "completion": usage.completion_tokens if usage else 0,
-            "cached": usage.cached_tokens if usage else 0,
+            "prompt": generated.prompt_tokens,
+            "completion": generated.completion_tokens,
+            "cached": generated.cached_tokens,
         },
         interrupted=interrupted,
+        second_look=second_look,
     )

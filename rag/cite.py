@@ -15,8 +15,9 @@ The model writes sentences with inline markers like `[2]`. Here, in code:
   caption that merely names the same person cannot stand in for a birth date;
 - a bare number or date ("1991 [1].") is supported when the passage states it;
 - if nothing verified remains, or what remains only restates the question (no
-  word, number or negation the question did not already contain), the answer is
-  a refusal.
+  word, number or negation the question did not already contain), or the question
+  asks for a quantity ("wie viele", "how long") and no number is stated, the answer
+  is a refusal.
 
 The same `is_supported` check scores citations in `rag eval`. Left out: semantic
 entailment (no local NLI model is available); the lexical check is deliberately
@@ -59,6 +60,20 @@ MIN_QUOTE_QUESTION_COVERAGE = 0.5
 _QUESTION_WORDS = frozenset(
     "wann wer wen wem wessen warum weshalb wieso wie wieviel wieviele wozu womit wovon wohin woher wo was "
     "welche welcher welches welchen welchem why what which who whom whose when where how".split()
+)
+# A second look at one passage needs a sentence there with this share of the key terms.
+MIN_FOCUS_COVERAGE = 0.35
+# Questions that ask for a quantity, and the ways an answer can state one.
+_ASKS_QUANTITY = re.compile(
+    r"\b(wie ?viele?|wie hoch|wie lange|wie alt|in welchem jahr|how (many|much|long|old)|"
+    r"(which|what) year)\b",
+    re.IGNORECASE,
+)
+_STATES_QUANTITY = re.compile(
+    r"\d|\b(ein|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|zwanzig|dreißig|hundert|tausend|"
+    r"halb|dutzend|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|hundred|"
+    r"thousand|half|dozen|million|billion|milliard)",
+    re.IGNORECASE,
 )
 # Words that carry an answer although a stop-word list drops them.
 _ANSWER_WORDS = frozenset("ja nein nicht kein keine keinen keiner nie niemals yes no not never none".split())
@@ -227,28 +242,29 @@ def _source_sentences(passages: Sequence[Passage]) -> list[tuple[int, str]]:
     ]
 
 
-def question_coverage(sentence: str, question: str, sentences: Sequence[str]) -> float:
-    """Share of the question's key terms that `sentence` holds, each weighted by rarity.
+def question_coverages(question: str, sentences: Sequence[str]) -> list[float]:
+    """For each sentence, the share of the question's key terms it holds, weighted by rarity.
 
     A term's weight is its inverse frequency among `sentences` (the shown passages'
     sentences): the article's main subject, named everywhere, counts little, while
     the word that asks for the fact ("geboren", "Anlass") counts most.
     """
     words = {w.casefold() for w in _content_words(question)} - _NOT_NAMES - _QUESTION_WORDS
-    wanted = {w: terms for w in words if (terms := set(analyze(w)))}
+    wanted = [terms for w in words if (terms := set(analyze(w)))]
     if not wanted:
-        return 1.0
+        return [1.0] * len(sentences)
     sentence_terms = [set(analyze(s)) for s in sentences]
-    total = len(sentence_terms)
+    weights = [math.log(1 + len(sentences) / (1 + sum(bool(t & s) for s in sentence_terms))) for t in wanted]
+    total = sum(weights)
+    return [
+        sum(w for w, t in zip(weights, wanted, strict=True) if t & held) / total for held in sentence_terms
+    ]
 
-    def weight(terms: set[str]) -> float:
-        frequency = sum(bool(terms & s) for s in sentence_terms)
-        return math.log(1 + total / (1 + frequency))
 
-    held = set(analyze(sentence))
-    weights = {w: weight(terms) for w, terms in wanted.items()}
-    found = sum(weights[w] for w, terms in wanted.items() if terms & held)
-    return found / sum(weights.values())
+def _best_coverages(questions: Sequence[str], sentences: Sequence[str]) -> list[float]:
+    """Per sentence, its coverage of whichever rendering of the question it covers best."""
+    per_question = [question_coverages(q, sentences) for q in questions]
+    return [max(values) for values in zip(*per_question, strict=True)] if per_question else []
 
 
 def closest_source_sentence(
@@ -260,17 +276,29 @@ def closest_source_sentence(
     the question's key terms in at least one of them.
     """
     candidates = _source_sentences(passages)
-    texts = [text for _, text in candidates]
+    coverage = _best_coverages(questions, [text for _, text in candidates])
     best: tuple[float, int, str] | None = None
-    for n, candidate in candidates:
+    for i, (n, candidate) in enumerate(candidates):
+        if questions and coverage[i] < MIN_QUOTE_QUESTION_COVERAGE:
+            continue
         score = _overlap(sentence, candidate)
         if score >= MIN_QUOTE_OVERLAP and (best is None or score > best[0]):
-            if questions and max(question_coverage(candidate, q, texts) for q in questions) < (
-                MIN_QUOTE_QUESTION_COVERAGE
-            ):
-                continue
             best = (score, n, candidate)
     return (best[1], best[2]) if best else None
+
+
+def focus_passage(passages: Sequence[Passage], questions: Sequence[str]) -> int | None:
+    """The number of the passage whose sentence best covers the question's key terms.
+
+    None when no sentence holds at least `MIN_FOCUS_COVERAGE` of them: then no single
+    passage plausibly answers, and a second look would only invite a guess.
+    """
+    candidates = _source_sentences(passages)
+    coverage = _best_coverages(questions, [text for _, text in candidates])
+    best = max(range(len(candidates)), key=coverage.__getitem__, default=None)
+    if best is None or coverage[best] < MIN_FOCUS_COVERAGE:
+        return None
+    return candidates[best][0]
 
 
 def adds_information(sentences: Sequence[str], questions: Sequence[str]) -> bool:
@@ -299,6 +327,14 @@ def adds_information(sentences: Sequence[str], questions: Sequence[str]) -> bool
 def is_refusal(text: str) -> bool:
     """Whether generated text says the sources lack the answer."""
     return bool(_REFUSAL_PATTERNS.search(text))
+
+
+def answers_question(sentences: Sequence[str], questions: Sequence[str]) -> bool:
+    """Whether verified sentences add information and, if a quantity is asked for, state one."""
+    if not adds_information(sentences, questions):
+        return False
+    asks_quantity = bool(questions) and bool(_ASKS_QUANTITY.search(questions[0]))
+    return not asks_quantity or any(_STATES_QUANTITY.search(s) for s in sentences)
 
 
 def verify_answer(text: str, passages: Sequence[Passage], questions: Sequence[str] = ()) -> VerifiedAnswer:
@@ -340,7 +376,7 @@ def verify_answer(text: str, passages: Sequence[Passage], questions: Sequence[st
                 continue
         result.sentences.append(CheckedSentence(text=clean, cited=kept, claimed=claimed))
     kept_text = [s.text for s in result.kept]
-    result.refused = not kept_text or (bool(questions) and not adds_information(kept_text, questions))
+    result.refused = not kept_text or (bool(questions) and not answers_question(kept_text, questions))
     return result
 
 

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(
         320, ge=16, description="Room reserved for the answer in the prompt budget."
     )
+    second_look: bool = Field(
+        True,
+        description="When no verified answer comes back, ask once more with only the passage that best "
+        "matches the question's key terms.",
+    )
     history_turns: int = Field(4, ge=0, description="Chat turns kept for follow-up questions.")
     seed: int = Field(0, description="Random seed for generation.")
 

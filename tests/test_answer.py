@@ -91,14 +91,40 @@ def test_verified_answer_and_json_shape(seed_index, minilm) -> None:  # type: ig
 
 
 def test_unsupported_answer_becomes_the_refusal_with_closest_passages(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
-    pipeline, _ = _scripted(seed_index, minilm, "Der Mond besteht aus Käse [1].")
+    pipeline, _ = _scripted(seed_index, minilm, "Der Mond besteht aus Käse [1].", second_look=False)
     result = ask(pipeline, QUESTION)
     assert result.refused and result.answer == REFUSALS["de"]
     assert result.citations == [] and result.passages and result.unverified == ["Der Mond besteht aus Käse."]
 
 
+def test_second_look_asks_again_with_only_the_passage_that_matches_the_question(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = _scripted(
+        seed_index,
+        minilm,
+        "Die Quellen enthalten dazu keine Angabe.",
+        "Kasachstan unterhält seit 1992 Beziehungen zu Israel [1].",
+    )
+    result = ask(pipeline, QUESTION)
+    assert len(llm.calls) == 2 and not result.refused and result.second_look is not None
+    focus = result.passages[result.second_look - 1]
+    shown = llm.calls[1][-1]["content"]
+    assert "[1] " in shown and "[2] " not in shown and focus.text[:60] in shown
+    assert [c.n for c in result.citations] == [result.second_look] and "1992" in focus.text
+    assert result.to_json()["second_look"] == result.second_look
+
+
+def test_without_second_look_a_refusal_is_final(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = _scripted(
+        seed_index, minilm, "Die Quellen enthalten dazu keine Angabe.", second_look=False
+    )
+    result = ask(pipeline, QUESTION)
+    assert len(llm.calls) == 1 and result.refused and result.second_look is None
+
+
 def test_prompt_is_budgeted_by_dropping_lowest_ranked_passages(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = _scripted(seed_index, minilm, "Die Quellen enthalten dazu keine Angabe.", top_k=5)
+    pipeline, llm = _scripted(
+        seed_index, minilm, "Die Quellen enthalten dazu keine Angabe.", top_k=5, second_look=False
+    )
     passages = pipeline.search(QUESTION)
     # Room for the prompt with the first two passages and a 100-token answer, not for all five.
     n_ctx = llm.count_messages(answer_messages(QUESTION, passages[:2], "de")) + 100
@@ -112,7 +138,7 @@ def test_prompt_is_budgeted_by_dropping_lowest_ranked_passages(seed_index, minil
 
 def test_english_question_is_translated_for_search_and_refused_in_english(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
     translation = "Seit wann unterhält Kasachstan Beziehungen zu Israel?"
-    pipeline, llm = _scripted(seed_index, minilm, translation, "I do not know.")
+    pipeline, llm = _scripted(seed_index, minilm, translation, "I do not know.", second_look=False)
     result = ask(pipeline, "Since when has Kazakhstan had relations with Israel?")
     assert result.search_query == translation and result.language == "en"
     assert "1992" in result.passages[0].text

@@ -165,3 +165,19 @@ def test_a_quote_must_hold_the_key_terms_of_the_question() -> None:
     trip = "Tokajew traf Putin im Jahr 2020 in Moskau [1]."
     fixed = verify_answer(trip, passages, ["Wo traf Tokajew Putin?"])
     assert fixed.text() == "„Tokajew traf Putin in Moskau.“ [1]"
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ("Tokajew lobte Trump sehr [1].", True),  # no quantity where one is asked for
+        ("Tokajew genehmigte die Teilnahme von 500 Soldaten [1].", False),
+        ("Tokajew genehmigte die Teilnahme von fünfhundert Soldaten [1].", False),
+    ],
+)
+def test_a_question_for_a_quantity_needs_a_number_in_the_answer(answer: str, refused: bool) -> None:
+    passage = _passage(
+        "Tokajew lobte Trump sehr. Tokajew genehmigte die Teilnahme von 500 Soldaten, "
+        "das sind fünfhundert Soldaten."
+    )
+    assert verify_answer(answer, [passage], ["Wie viele Soldaten genehmigte Tokajew?"]).refused is refused
