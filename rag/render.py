@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rag.answer import Answer
     from rag.pipeline import Pipeline
 
-STATUS_LABELS = {"rewrite": "↳ ", "translate": "⇄ "}
+STATUS_LABELS = {"rewrite": "↳ ", "translate": "⇄ ", "second_look": "⟳ no verified answer; looking again at "}
 STATUS_STYLE = "dim italic"
 
 
@@ -70,8 +70,9 @@ def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
 def stream_answer(pipeline: Pipeline, question: str, stream: bool, target: Console, **kwargs: Any) -> Answer:
     """Run `ask`, showing a spinner and then the tokens live; the verified answer replaces them.
 
-    When streaming, status lines (the rewritten follow-up, the search translation) are
-    printed dimmed above the live area and stay on screen. `kwargs` go to `ask`.
+    When streaming, status lines (the rewritten follow-up, the search translation, a
+    second look at one passage) are printed dimmed above the live area and stay on
+    screen. `kwargs` go to `ask`.
     """
     from rich.live import Live
 
@@ -82,6 +83,8 @@ def stream_answer(pipeline: Pipeline, question: str, stream: bool, target: Conso
 
     def on_status(kind: str, text: str) -> None:
         target.print(status_line(kind, text))
+        if kind == "second_look":
+            shown.plain = ""  # the first attempt's tokens give way to the second's
 
     shown = Text(style="dim")
     waiting = Spinner("dots", text=Text("searching…", style="dim"))

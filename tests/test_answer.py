@@ -113,6 +113,28 @@ def test_second_look_asks_again_with_only_the_passage_that_matches_the_question(
     assert result.to_json()["second_look"] == result.second_look
 
 
+def test_streamed_second_look_is_announced_and_its_answer_shown(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
+    from io import StringIO
+
+    from rich.console import Console
+
+    from rag.render import render_answer, stream_answer
+
+    pipeline, _ = _scripted(
+        seed_index,
+        minilm,
+        "Die Quellen enthalten dazu keine Angabe.",
+        "Kasachstan unterhält seit 1992 Beziehungen zu Israel [1].",
+    )
+    out = StringIO()
+    console = Console(file=out, width=200, force_terminal=True)
+    result = stream_answer(pipeline, QUESTION, True, console)
+    render_answer(result, False, console)
+    shown = out.getvalue()
+    assert f"looking again at [{result.second_look}] seeds/" in shown
+    assert f"Kasachstan unterhält seit 1992 Beziehungen zu Israel [{result.second_look}]." in shown
+
+
 def test_without_second_look_a_refusal_is_final(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = _scripted(
         seed_index, minilm, "Die Quellen enthalten dazu keine Angabe.", second_look=False
