@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rag import retrieve
 from rag.errors import InputError
 from rag.pipeline import Pipeline
-from rag.retrieve import check_query, fuse_scores, merge_hits, standardize
+from rag.retrieve import check_query, fuse_scores, merge_hits, named_documents, standardize
 from rag.types import Chunk, SearchFilters
 
 
@@ -49,6 +50,24 @@ def test_merge_stops_at_k_passages() -> None:
     assert len(merge_hits(hits, k=2)) == 2
 
 
+def test_named_documents_by_quoted_title_outlet_or_author() -> None:
+    def doc(title: str, outlet: str | None = None, author: str | None = None) -> Chunk:
+        return Chunk("c", "x", 0, 1, "x", "body", 0, "x", title, outlet=outlet, author=author)
+
+    documents = {
+        "a.txt": doc(
+            "Machtkampf um Zentralasien: Putin lässt Trump nicht das Feld", outlet="Kettner Edelmetalle"
+        ),
+        "b.txt": doc("Kasachstans Präsident übertreibt es", author="Andrew Korybko"),
+        "c.txt": doc("Zwei Jahre nach Beginn des Krieges", outlet="Novastan"),
+    }
+    assert named_documents("Was steht im Artikel „Machtkampf um Zentralasien“?", documents) == {"a.txt"}
+    assert named_documents("Warum reiste Vance laut Korybkos Analyse?", documents) == {"b.txt"}
+    assert named_documents("According to Novastan, who?", documents) == {"c.txt"}
+    assert named_documents("Wer ist Tokajew? „Kasachstan“", documents) == set()  # a quote that is no title
+    assert named_documents("Was ist ein Novastanist?", documents) == set()  # names match whole words only
+
+
 @pytest.mark.parametrize("query", ["", "   ", "x" * 100_000])
 def test_bad_queries_are_one_line_errors(query: str) -> None:
     with pytest.raises(InputError) as error:
@@ -79,6 +98,13 @@ def test_translated_expansion_lifts_an_english_question(pipeline: Pipeline) -> N
     question = "Which prize did Tokayev propose in honour of Trump?"
     translation = "Welchen Preis schlug Tokajew zu Ehren Trumps vor?"  # what `rag ask` gets from the model
     assert _first_hit(pipeline, question, "Friedenspreis", expansions=[translation]) == 1
+
+
+def test_a_named_outlet_lifts_its_articles(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    question = "Was schreibt Novastan über Tokajew?"
+    assert pipeline.search(question, k=1)[0].source == "seeds/001_33aa229a75a9783d.txt"
+    monkeypatch.setattr(retrieve, "DOCUMENT_HINT_BONUS", 0.0)
+    assert pipeline.search(question, k=1)[0].source != "seeds/001_33aa229a75a9783d.txt"
 
 
 def test_passage_spans_are_exact(pipeline: Pipeline, seed_index) -> None:  # type: ignore[no-untyped-def]
