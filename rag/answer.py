@@ -96,6 +96,7 @@ class Answer:
                     "n": n,
                     "source": p.source,
                     "title": p.title,
+                    "outlet": p.outlet,
                     "start": p.start,
                     "end": p.end,
                     "text": p.text,

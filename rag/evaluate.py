@@ -105,6 +105,7 @@ class Span:
     start: int
     end: int
     text: str = ""
+    context: str = ""  # the article's title and outlet, which back "according to <outlet>"
 
 
 @dataclass(frozen=True)
@@ -354,12 +355,17 @@ def citation_scores(
     pairs = [(sentence, n) for sentence, numbers in claims for n in numbers if n in valid]
     recall_hits = []
     for sentence, numbers in claims:
-        cited = [passages[n - 1].text for n in numbers if n in valid]
-        recall_hits.append(bool(cited) and is_supported(sentence, " ".join(cited)))
+        cited = [passages[n - 1] for n in numbers if n in valid]
+        recall_hits.append(
+            bool(cited)
+            and is_supported(sentence, " ".join(p.text for p in cited), " ".join(p.context for p in cited))
+        )
     return {
         "validity": _mean(n in valid for n in markers),
         "recall": _mean(recall_hits),
-        "precision": _mean(is_supported(sentence, passages[n - 1].text) for sentence, n in pairs),
+        "precision": _mean(
+            is_supported(sentence, passages[n - 1].text, passages[n - 1].context) for sentence, n in pairs
+        ),
         "grounding": (
             _mean(any(overlap_chars(passages[n - 1], e) > 0 for e in evidence) for _, n in pairs)
             if evidence
@@ -401,7 +407,8 @@ def score_result(question: Question, record: Mapping[str, Any]) -> dict[str, Any
 
 
 def _span(passage: Mapping[str, Any]) -> Span:
-    return Span(passage["source"], passage["start"], passage["end"], passage.get("text", ""))
+    context = " ".join(part for part in (passage.get("title"), passage.get("outlet")) if part)
+    return Span(passage["source"], passage["start"], passage["end"], passage.get("text", ""), context)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -541,6 +548,7 @@ def _passage_json(n: int, passage: Any) -> dict[str, Any]:
         "start": passage.start,
         "end": passage.end,
         "title": passage.title,
+        "outlet": passage.outlet,
         "score": round(passage.score, 6),
         "text": passage.text,
     }

@@ -160,6 +160,15 @@ def test_citation_scores_follow_alce_definitions() -> None:
     }
 
 
+def test_citation_scores_count_the_outlet_as_the_verifier_does() -> None:
+    text = "Katar wurde im vergangenen Jahr zweimal bombardiert."
+    sentence = "Laut Novastan wurde Katar im vergangenen Jahr zweimal bombardiert [1]."
+    with_outlet = [Span("seeds/001.txt", 0, len(text), text, "Titel Novastan")]
+    without = [Span("seeds/001.txt", 0, len(text), text)]
+    assert citation_scores(sentence, with_outlet, [])["precision"] == 1.0
+    assert citation_scores(sentence, without, [])["precision"] == 0.0
+
+
 def test_citation_scores_skip_a_refusal_and_what_follows_it() -> None:
     passages = [Span("seeds/001.txt", 0, 90, PASSAGE_TEXT)]
     answer = "Die Quellen enthalten dazu keine Angabe. Kasachstan [1]."
