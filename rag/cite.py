@@ -32,6 +32,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rag.chunk import split_sentences
 from rag.keyword import analyze, stop_words
 from rag.language import detect_language
 from rag.types import Citation, Passage
@@ -219,9 +220,14 @@ def is_supported(sentence: str, passage_text: str, context: str = "") -> bool:
     return overlap >= MIN_CONTENT_OVERLAP
 
 
+def article_context(title: str | None, outlet: str | None) -> str:
+    """What an article says about itself: its title and outlet."""
+    return " ".join(part for part in (title, outlet) if part)
+
+
 def passage_context(passage: Passage) -> str:
-    """What a passage's article says about itself: its title and outlet."""
-    return " ".join(part for part in (passage.title, passage.outlet) if part)
+    """The title and outlet of a passage's article."""
+    return article_context(passage.title, passage.outlet)
 
 
 def _overlap(sentence: str, passage_text: str) -> float:
@@ -230,16 +236,6 @@ def _overlap(sentence: str, passage_text: str) -> float:
         return 0.0
     terms, lower = set(analyze(passage_text)), passage_text.casefold()
     return sum(_word_matches(w, terms, lower) for w in words) / len(words)
-
-
-def _source_sentences(passages: Sequence[Passage]) -> list[tuple[int, str]]:
-    from rag.chunk import split_sentences
-
-    return [
-        (n, passage.text[start:end])
-        for n, passage in enumerate(passages, 1)
-        for start, end in split_sentences(passage.text)
-    ]
 
 
 def question_coverages(question: str, sentences: Sequence[str]) -> list[float]:
@@ -261,30 +257,41 @@ def question_coverages(question: str, sentences: Sequence[str]) -> list[float]:
     ]
 
 
-def _best_coverages(questions: Sequence[str], sentences: Sequence[str]) -> list[float]:
-    """Per sentence, its coverage of whichever rendering of the question it covers best."""
-    per_question = [question_coverages(q, sentences) for q in questions]
-    return [max(values) for values in zip(*per_question, strict=True)] if per_question else []
+@dataclass
+class SourceSentences:
+    """The shown passages' sentences, each with how well it covers the question.
 
-
-def closest_source_sentence(
-    sentence: str, passages: Sequence[Passage], questions: Sequence[str] = ()
-) -> tuple[int, str] | None:
-    """(passage number, verbatim sentence) that `sentence` most plainly paraphrases, if any.
-
-    With `questions` (the question and its renderings), the quote must also cover
-    the question's key terms in at least one of them.
+    Built once per answer: quoting and the second look both pick from these.
     """
-    candidates = _source_sentences(passages)
-    coverage = _best_coverages(questions, [text for _, text in candidates])
-    best: tuple[float, int, str] | None = None
-    for i, (n, candidate) in enumerate(candidates):
-        if questions and coverage[i] < MIN_QUOTE_QUESTION_COVERAGE:
-            continue
-        score = _overlap(sentence, candidate)
-        if score >= MIN_QUOTE_OVERLAP and (best is None or score > best[0]):
-            best = (score, n, candidate)
-    return (best[1], best[2]) if best else None
+
+    sentences: list[tuple[int, str]]  # (passage number, verbatim sentence)
+    coverage: list[float]  # best over the question's renderings; empty without questions
+
+    @classmethod
+    def of(cls, passages: Sequence[Passage], questions: Sequence[str]) -> SourceSentences:
+        sentences = [
+            (n, passage.text[start:end])
+            for n, passage in enumerate(passages, 1)
+            for start, end in split_sentences(passage.text)
+        ]
+        texts = [text for _, text in sentences]
+        per_question = [question_coverages(q, texts) for q in questions]
+        coverage = [max(values) for values in zip(*per_question, strict=True)] if per_question else []
+        return cls(sentences, coverage)
+
+    def closest(self, sentence: str) -> tuple[int, str] | None:
+        """(passage number, verbatim sentence) that `sentence` most plainly paraphrases, if any.
+
+        With questions given, the quote must also cover the question's key terms.
+        """
+        best: tuple[float, int, str] | None = None
+        for i, (n, candidate) in enumerate(self.sentences):
+            if self.coverage and self.coverage[i] < MIN_QUOTE_QUESTION_COVERAGE:
+                continue
+            score = _overlap(sentence, candidate)
+            if score >= MIN_QUOTE_OVERLAP and (best is None or score > best[0]):
+                best = (score, n, candidate)
+        return (best[1], best[2]) if best else None
 
 
 def focus_passage(passages: Sequence[Passage], questions: Sequence[str]) -> int | None:
@@ -293,12 +300,11 @@ def focus_passage(passages: Sequence[Passage], questions: Sequence[str]) -> int 
     None when no sentence holds at least `MIN_FOCUS_COVERAGE` of them: then no single
     passage plausibly answers, and a second look would only invite a guess.
     """
-    candidates = _source_sentences(passages)
-    coverage = _best_coverages(questions, [text for _, text in candidates])
-    best = max(range(len(candidates)), key=coverage.__getitem__, default=None)
-    if best is None or coverage[best] < MIN_FOCUS_COVERAGE:
+    sources = SourceSentences.of(passages, questions)
+    best = max(range(len(sources.coverage)), key=sources.coverage.__getitem__, default=None)
+    if best is None or sources.coverage[best] < MIN_FOCUS_COVERAGE:
         return None
-    return candidates[best][0]
+    return sources.sentences[best][0]
 
 
 def adds_information(sentences: Sequence[str], questions: Sequence[str]) -> bool:
@@ -333,7 +339,7 @@ def answers_question(sentences: Sequence[str], questions: Sequence[str]) -> bool
     """Whether verified sentences add information and, if a quantity is asked for, state one."""
     if not adds_information(sentences, questions):
         return False
-    asks_quantity = bool(questions) and bool(_ASKS_QUANTITY.search(questions[0]))
+    asks_quantity = bool(_ASKS_QUANTITY.search(questions[0]))
     return not asks_quantity or any(_STATES_QUANTITY.search(s) for s in sentences)
 
 
@@ -345,6 +351,7 @@ def verify_answer(text: str, passages: Sequence[Passage], questions: Sequence[st
     """
     result = VerifiedAnswer()
     valid = range(1, len(passages) + 1)
+    sources: SourceSentences | None = None  # built when the first sentence needs a quote
     for position, raw in enumerate(split_answer_sentences(text)):
         clean, claimed = parse_markers(raw)
 
@@ -367,9 +374,11 @@ def verify_answer(text: str, passages: Sequence[Passage], questions: Sequence[st
             kept = [n for n in cited if supports(n)] or cited
         else:
             kept = [n for n in valid if supports(n)][:1]
-        if not kept and (quote := closest_source_sentence(clean, passages, questions)):
-            n, source_sentence = quote
-            if all(source_sentence not in s.text for s in result.sentences):
+        if not kept:
+            sources = sources or SourceSentences.of(passages, questions)
+            quote = sources.closest(clean)
+            if quote and all(quote[1] not in s.text for s in result.sentences):
+                n, source_sentence = quote
                 result.sentences.append(
                     CheckedSentence(text=f"„{source_sentence}“", cited=[n], claimed=claimed, replaced=clean)
                 )
@@ -382,7 +391,7 @@ def verify_answer(text: str, passages: Sequence[Passage], questions: Sequence[st
 
 def best_quote(sentence: str, passage: Passage) -> str:
     """The passage sentence that shares most words with `sentence` (for the sources table)."""
-    passage_sentences = [p for p in re.split(r"(?<=[.!?])\s+", passage.text) if p.strip()]
+    passage_sentences = [passage.text[start:end] for start, end in split_sentences(passage.text)]
     if not passage_sentences:
         return passage.text[:QUOTE_CHARS]
     wanted = set(analyze(sentence))

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rag.cite import is_refusal, is_supported, parse_markers, split_answer_sentences
+from rag.cite import article_context, is_refusal, is_supported, parse_markers, split_answer_sentences
 from rag.errors import EvalError
 from rag.types import SearchFilters
 
@@ -407,7 +407,7 @@ def score_result(question: Question, record: Mapping[str, Any]) -> dict[str, Any
 
 
 def _span(passage: Mapping[str, Any]) -> Span:
-    context = " ".join(part for part in (passage.get("title"), passage.get("outlet")) if part)
+    context = article_context(passage.get("title"), passage.get("outlet"))
     return Span(passage["source"], passage["start"], passage["end"], passage.get("text", ""), context)
 
 

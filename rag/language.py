@@ -9,7 +9,7 @@ Left out: other languages.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Literal
 
 Language = Literal["de", "en"]
@@ -99,8 +99,12 @@ def _detector() -> Any:
     return LanguageDetectorBuilder.from_languages(LinguaLanguage.GERMAN, LinguaLanguage.ENGLISH).build()
 
 
+@lru_cache(maxsize=1024)
 def detect_language(text: str) -> Language:
-    """'en' when the text reads as English, else 'de'."""
+    """'en' when the text reads as English, else 'de'.
+
+    Cached: verification asks about the same passage once per answer sentence.
+    """
     for word in re.findall(r"\w+", text)[:3]:  # "In welchem …": the first telling word decides
         if word.casefold() in _GERMAN_OPENERS:
             return "de"

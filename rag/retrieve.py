@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -124,6 +125,11 @@ class Retriever:
         self._embedder: Embedder | None = None
         self.settings = settings
 
+    @cached_property
+    def _documents(self) -> dict[str, Chunk]:
+        """One chunk per indexed source, for the article's metadata."""
+        return {source: chunks[0] for source, chunks in self.reader.chunks_by_source.items()}
+
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
@@ -153,8 +159,7 @@ class Retriever:
         allowed = {cid for cid, chunk in self.reader.chunks.items() if chunk_allowed(chunk, filters)}
         if not allowed:
             return []
-        documents = {source: chunks[0] for source, chunks in self.reader.chunks_by_source.items()}
-        named = frozenset().union(*(named_documents(text, documents) for text in (query, *expansions)))
+        named = frozenset().union(*(named_documents(text, self._documents) for text in (query, *expansions)))
         keyword_hits = [
             dict(self.reader.keyword.search(text, settings.candidates, allowed_ids=allowed))
             for text in (query, *expansions)

@@ -97,13 +97,18 @@ def test_unsupported_answer_becomes_the_refusal_with_closest_passages(seed_index
     assert result.citations == [] and result.passages and result.unverified == ["Der Mond besteht aus Käse."]
 
 
-def test_second_look_asks_again_with_only_the_passage_that_matches_the_question(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = _scripted(
+def _refusal_then_answer(seed_index, minilm) -> tuple[Pipeline, ScriptedLLM]:  # type: ignore[no-untyped-def]
+    """A model that refuses with five passages and answers when shown one (the second look)."""
+    return _scripted(
         seed_index,
         minilm,
         "Die Quellen enthalten dazu keine Angabe.",
         "Kasachstan unterhält seit 1992 Beziehungen zu Israel [1].",
     )
+
+
+def test_second_look_asks_again_with_only_the_passage_that_matches_the_question(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = _refusal_then_answer(seed_index, minilm)
     result = ask(pipeline, QUESTION)
     assert len(llm.calls) == 2 and not result.refused and result.second_look is not None
     focus = result.passages[result.second_look - 1]
@@ -120,12 +125,7 @@ def test_streamed_second_look_is_announced_and_its_answer_shown(seed_index, mini
 
     from rag.render import render_answer, stream_answer
 
-    pipeline, _ = _scripted(
-        seed_index,
-        minilm,
-        "Die Quellen enthalten dazu keine Angabe.",
-        "Kasachstan unterhält seit 1992 Beziehungen zu Israel [1].",
-    )
+    pipeline, _ = _refusal_then_answer(seed_index, minilm)
     out = StringIO()
     console = Console(file=out, width=200, force_terminal=True)
     result = stream_answer(pipeline, QUESTION, True, console)
