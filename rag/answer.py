@@ -4,7 +4,9 @@
 1. detect the question's language; rewrite a follow-up into a standalone question
    (when there is history); translate a non-German question into German for the
    keyword search (the dense search uses the original);
-2. retrieve passages and number them [1]…[k] inside a delimited, untrusted block;
+2. retrieve passages; leave out those that share far less of the question's key
+   terms than the best one (`on_topic_passages`: shorter prompts, less to copy);
+   number the rest [1]…[k] inside a delimited, untrusted block;
 3. drop the lowest-ranked passages until system prompt + examples + passages +
    question + room for the answer fit the context window, and report the drop;
 4. stream the model's answer, then verify every sentence's citations in code
@@ -27,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rag.cite import CITATION, REFUSALS, citations_for, focus_passage, verify_answer
+from rag.cite import CITATION, REFUSALS, citations_for, focus_passage, passage_relevance, verify_answer
 from rag.ingest import normalize_whitespace
 from rag.language import Language, detect_language
 from rag.prompts import load_prompt
@@ -66,7 +68,8 @@ class Answer:
     replaced: list[str] = field(default_factory=list)
     standalone_question: str | None = None
     search_query: str | None = None
-    dropped_passages: int = 0
+    dropped_passages: int = 0  # left out to fit the context window
+    off_topic_passages: int = 0  # left out as sharing too little of the question's key terms
     model_path: str = ""
     model_sha256: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -113,6 +116,7 @@ class Answer:
             "unverified": self.unverified,
             "replaced_by_quotes": self.replaced,
             "dropped_passages": self.dropped_passages,
+            "off_topic_passages": self.off_topic_passages,
             "raw": self.raw,
             "interrupted": self.interrupted,
             "second_look": self.second_look,
@@ -130,6 +134,29 @@ def format_passages(passages: Sequence[Passage]) -> str:
 
 def answer_messages(question: str, passages: Sequence[Passage], language: Language) -> list[dict[str, str]]:
     return load_prompt(f"answer-{language}").render(passages=format_passages(passages), question=question)
+
+
+# However weak, the two best-ranked passages always reach the model: a question over
+# two articles may have each half answered by a passage that covers only that half.
+MIN_PASSAGES_SHOWN = 2
+
+
+def on_topic_passages(
+    passages: Sequence[Passage], questions: Sequence[str], min_relevance: float
+) -> list[Passage]:
+    """The passages whose best sentence covers at least `min_relevance` of what the best one covers.
+
+    A 1.5B model copies whatever text is put before it, and every passage costs prompt
+    time; a passage that shares little of the question's key terms is more likely to
+    be copied than to answer. The top `MIN_PASSAGES_SHOWN` stay regardless.
+    """
+    relevance = passage_relevance(passages, questions)
+    top = max(relevance, default=0.0)
+    return [
+        passage
+        for rank, (passage, value) in enumerate(zip(passages, relevance, strict=True))
+        if rank < MIN_PASSAGES_SHOWN or value >= min_relevance * top
+    ]
 
 
 def fit_passages(
@@ -236,14 +263,15 @@ def ask(
     passages = pipeline.search(
         search_question, k=k, filters=filters, expansions=[translated] if translated else []
     )
+    questions = [q for q in (search_question, translated) if q]
+    on_topic = on_topic_passages(passages, questions, pipeline.settings.min_passage_relevance)
     retrieve_ms = (time.perf_counter() - retrieve_started) * 1000
-    messages, kept = fit_passages(pipeline, search_question, passages, language)
-    dropped = len(passages) - len(kept)
+    messages, kept = fit_passages(pipeline, search_question, on_topic, language)
+    dropped = len(on_topic) - len(kept)
 
     generated = _generate(pipeline, messages, started, on_token) if kept else _Generated()
     raw, interrupted = generated.text, generated.interrupted
     llm_ms += generated.llm_ms
-    questions = [q for q in (search_question, translated) if q]
     verified = verify_answer(raw, kept, questions)
     second_look = None
     if verified.refused and not interrupted and pipeline.settings.second_look:
@@ -275,6 +303,7 @@ def ask(
         standalone_question=standalone,
         search_query=translated,
         dropped_passages=dropped,
+        off_topic_passages=len(passages) - len(on_topic),
         model_path=str(llm.model_path),
         model_sha256=llm.sha256,
         timings_ms={

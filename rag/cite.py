@@ -294,6 +294,15 @@ class SourceSentences:
         return (best[1], best[2]) if best else None
 
 
+def passage_relevance(passages: Sequence[Passage], questions: Sequence[str]) -> list[float]:
+    """Per passage, the question coverage of its best sentence (weights as in `question_coverages`)."""
+    sources = SourceSentences.of(passages, questions)
+    best = [0.0] * len(passages)
+    for (n, _), coverage in zip(sources.sentences, sources.coverage, strict=True):
+        best[n - 1] = max(best[n - 1], coverage)
+    return best if sources.coverage else [1.0] * len(passages)
+
+
 def focus_passage(passages: Sequence[Passage], questions: Sequence[str]) -> int | None:
     """The number of the passage whose sentence best covers the question's key terms.
 

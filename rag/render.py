@@ -65,6 +65,14 @@ def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
         for n, passage in enumerate(result.passages, 1):
             table.add_row(str(n), Text(passage.source), f"{passage.start}–{passage.end}", Text(passage.text))
         target.print(table)
+        if show_passages and result.off_topic_passages:
+            target.print(
+                Text(
+                    f"({result.off_topic_passages} more retrieved passage(s) left out: they share too little "
+                    "of the question's key terms; `rag search` lists them)",
+                    style="dim",
+                )
+            )
 
 
 def stream_answer(pipeline: Pipeline, question: str, stream: bool, target: Console, **kwargs: Any) -> Answer:

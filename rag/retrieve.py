@@ -46,7 +46,39 @@ MAX_CHUNKS_PER_PASSAGE = 2
 # Fused scores are sums of z-scores; a named document's chunks gain this much.
 DOCUMENT_HINT_BONUS = 1.0
 _MIN_TITLE_WORDS = 2
+# "laut dem Artikel „…“", "in the Novastan article": the words that frame a name belong to it.
+_DOCUMENT_NOUN = r"(?:artikels?|beitrags?|berichts?|texts?|articles?|reports?|pieces?)"
+_FRAME_BEFORE = re.compile(
+    rf"(?:\b(?:laut|nach|im|in|according to)\s+)?(?:\b(?:dem|den|der|des|the)\s+)?(?:\b{_DOCUMENT_NOUN}\s*)?$"
+)
+_FRAME_AFTER = re.compile(rf"^\s*{_DOCUMENT_NOUN}\b")
 _QUOTED = re.compile(r"[„“\"»«]([^„“”\"»«]{4,200})[“”\"«»]")
+
+
+def _name_mentions(query: str, documents: Mapping[str, Chunk]) -> list[tuple[re.Match[str], set[str]]]:
+    """Where the case-folded `query` names documents, and which (see `named_documents`)."""
+    folded = _fold(query)
+    mentions: list[tuple[re.Match[str], set[str]]] = []
+    for match in _QUOTED.finditer(folded):
+        phrase = match.group(1).strip()
+        if len(phrase.split()) < _MIN_TITLE_WORDS:
+            continue  # „Kasachstan“ is a word in quotes, not a title
+        titled = {s for s, c in documents.items() if phrase in (title := _fold(c.title)) or title in phrase}
+        if titled:
+            mentions.append((match, titled))
+    names: dict[str, set[str]] = {}
+    for source, chunk in documents.items():
+        for name in (chunk.outlet or "", chunk.author.split()[-1] if chunk.author else ""):
+            if name:
+                names.setdefault(_fold(name), set()).add(source)
+    for name, sources in names.items():
+        mentions += [(m, sources) for m in re.finditer(rf"(?<!\w){re.escape(name)}s?(?!\w)", folded)]
+    return mentions
+
+
+def _fold(text: str) -> str:
+    """Case-folded, with hyphens as spaces: "Tichys-Einblick-Artikel" names Tichys Einblick."""
+    return text.casefold().replace("-", " ")
 
 
 def named_documents(query: str, documents: Mapping[str, Chunk]) -> frozenset[str]:
@@ -56,20 +88,23 @@ def named_documents(query: str, documents: Mapping[str, Chunk]) -> frozenset[str
     document's title (or the title part of it); an outlet or an author's surname names every document it
     belongs to when it occurs in the question as a word (a genitive s allowed).
     """
-    folded = query.casefold()
-    named: set[str] = set()
-    for match in _QUOTED.finditer(query):
-        phrase = match.group(1).strip().casefold()
-        if len(phrase.split()) < _MIN_TITLE_WORDS:
-            continue  # „Kasachstan“ is a word in quotes, not a title
-        named |= {
-            s for s, c in documents.items() if phrase in (title := c.title.casefold()) or title in phrase
-        }
-    for source, chunk in documents.items():
-        names = [chunk.outlet or "", chunk.author.split()[-1] if chunk.author else ""]
-        if any(re.search(rf"(?<!\w){re.escape(n.casefold())}s?(?!\w)", folded) for n in names if n):
-            named.add(source)
-    return frozenset(named)
+    return frozenset().union(*(sources for _, sources in _name_mentions(query, documents)))
+
+
+def without_document_names(query: str, documents: Mapping[str, Chunk]) -> str:
+    """The case-folded query with the phrases that name documents cut out.
+
+    The name says which article; the rest of the question says which passage in it.
+    Scored as one more keyword variant, it lets the passage that answers outrank the
+    title passage that merely repeats the name.
+    """
+    folded = _fold(query)
+    for match, _ in sorted(_name_mentions(query, documents), key=lambda m: -m[0].start()):
+        before, after = folded[: match.start()], folded[match.end() :]
+        before = _FRAME_BEFORE.sub(" ", before, count=1)
+        after = _FRAME_AFTER.sub(" ", after, count=1)
+        folded = f"{before} {after}"
+    return " ".join(folded.split())
 
 
 def standardize(scores: np.ndarray) -> np.ndarray:
@@ -159,10 +194,17 @@ class Retriever:
         allowed = {cid for cid, chunk in self.reader.chunks.items() if chunk_allowed(chunk, filters)}
         if not allowed:
             return []
-        named = frozenset().union(*(named_documents(text, self._documents) for text in (query, *expansions)))
+        variants = [query, *expansions]
+        named = frozenset().union(*(named_documents(text, self._documents) for text in variants))
+        if named:
+            variants += [
+                stripped
+                for text in variants
+                if (stripped := without_document_names(text, self._documents)) != _fold(text) and stripped
+            ]
         keyword_hits = [
             dict(self.reader.keyword.search(text, settings.candidates, allowed_ids=allowed))
-            for text in (query, *expansions)
+            for text in variants
         ]
         dense_hits: dict[str, float] = {}
         if settings.dense_weight > 0:
@@ -178,7 +220,7 @@ class Retriever:
         if any(keyword_hits):
             all_keyword = [
                 self._keyword_scores(text, candidates, hits)
-                for text, hits in zip((query, *expansions), keyword_hits, strict=True)
+                for text, hits in zip(variants, keyword_hits, strict=True)
             ]
             signals.append(np.max([standardize(scores) for scores in all_keyword], axis=0))
             weights.append(settings.bm25_weight)

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         0.5, ge=0, description="Weight of the standardised dense (embedding) score in fusion."
     )
     include_comments: bool = Field(False, description="Also retrieve from reader-comment sections.")
+    min_passage_relevance: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Retrieved passages whose best sentence covers less than this share of the question's "
+        "key terms, relative to the best passage, are not given to the model (the top two always are); "
+        "0 gives it all top_k.",
+    )
     translate_queries: bool = Field(
         True, description="Let the model translate non-German questions into German for keyword search."
     )
