@@ -1,17 +1,18 @@
 """Answer benchmark: `ask` with the real default model, warm and with the prompt-prefix cache defeated.
 
-The Pipeline (seeds index, MiniLM, default GGUF model) is loaded once; one warm-up
-question is asked first and not counted, so the fixed part of the prompt (system
-prompt and examples) is in llama.cpp's KV cache. Then 12 questions from
+The Pipeline (seeds index, MiniLM, default GGUF model) is loaded once, with one answer
+context per language; one warm-up question per language is asked first and not
+counted, so the fixed part of each prompt (system prompt and examples) is in its
+context's KV cache. Then 12 questions from
 evals/questions.jsonl (6 German facts, 3 English, 3 unanswerable; follow-ups are
 left out because they need history) are each asked twice, side by side:
 - warm: straight after the previous question, as in `rag chat` or `rag eval`;
 - cold: after an unrelated one-token chat call, so no prompt prefix is cached.
 
-The answer prompt differs by language, and an English question makes a translation
-call before the answer, so only a German question after a German one finds its
-prefix cached; the cold/warm ratios are therefore also given per question, over the
-questions whose warm run did reuse a prefix ("prefix_reused").
+Each language answers in its own llama.cpp context, so a warm question finds its
+prompt prefix cached whichever language came before; the cold/warm ratios are also
+given over the questions whose warm run did reuse a prefix ("prefix_reused"). An
+English question also makes a translation call (in the short-call context) first.
 
 Per answer it records time to first token and total time (Answer.timings_ms, from
 the call of `ask`), LLM time ("llm": every model call inside `ask`, including the
@@ -63,19 +64,22 @@ UNRELATED_CHAT = [
 ]
 
 
-def pick_questions() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The warm-up question (the first German fact) and the measured mix after it."""
+def pick_questions() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The warm-up questions (the first German and English facts) and the measured mix after them."""
     items = [
         json.loads(line) for line in QUESTIONS_FILE.read_text(encoding="utf-8").splitlines() if line.strip()
     ]
-    warmup = next(item for item in items if item["lang"] == "de" and item["type"] == "fact")
+    warmups = [
+        next(item for item in items if item["lang"] == language and item["type"] in ("fact", "english"))
+        for language in ("de", "en")
+    ]
     chosen: list[dict[str, Any]] = []
     for languages, answerable, types, count in QUESTION_MIX:
         per_language = [
             [
                 item
                 for item in items
-                if item is not warmup
+                if item not in warmups
                 and item["lang"] == language
                 and item["answerable"] == answerable
                 and item["type"] in types
@@ -84,13 +88,13 @@ def pick_questions() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         ]
         alternating = [item for row in zip_longest(*per_language) for item in row if item is not None]
         chosen.extend(alternating[:count])
-    return warmup, chosen
+    return warmups, chosen
 
 
 def measure(pipeline: Pipeline, item: dict[str, Any]) -> dict[str, Any]:
     """Ask one question and read the timings and token counts of the answer call."""
     answer: Answer = ask(pipeline, item["question"])
-    usage = pipeline.llm.last_usage if answer.tokens.get("prompt") else None
+    usage = pipeline.answer_llm(answer.language).last_usage if answer.tokens.get("prompt") else None
     timings = answer.timings_ms
     row: dict[str, Any] = {
         "id": item["id"],
@@ -175,18 +179,23 @@ def run(seeds_index: Path, with_cold: bool, limit: int | None) -> dict[str, Any]
     settings = Settings(index_dir=seeds_index)
     pipeline = Pipeline(settings, cwd=REPO)
     llm_load_ms, llm = timed_ms(lambda: pipeline.llm)
+    second_context_ms, _ = timed_ms(lambda: pipeline.answer_llm("en"))
     embedder_load_ms, _ = timed_ms(lambda: pipeline.embedder)
     result["model"] = {"path": str(llm.model_path), "n_ctx": llm.n_ctx, "n_threads": settings.n_threads}
-    result["load_ms"] = {"llm": round(llm_load_ms, 1), "embedder": round(embedder_load_ms, 1)}
-    warmup, questions = pick_questions()
+    result["load_ms"] = {
+        "llm": round(llm_load_ms, 1),
+        "second_answer_context": round(second_context_ms, 1),
+        "embedder": round(embedder_load_ms, 1),
+    }
+    warmups, questions = pick_questions()
     questions = questions[:limit]
-    result["warmup"] = measure(pipeline, warmup)
+    result["warmup"] = [measure(pipeline, item) for item in warmups]
     result["questions"] = [item["id"] for item in questions]
     rows: dict[str, list[dict[str, Any]]] = {"warm": [], "cold": []}
     for item in questions:
         rows["warm"].append(measure(pipeline, item))
         if with_cold:
-            llm.complete_chat(UNRELATED_CHAT, max_tokens=1)
+            pipeline.answer_llm(item["lang"]).complete_chat(UNRELATED_CHAT, max_tokens=1)
             rows["cold"].append(measure(pipeline, item))
         print(
             json.dumps({mode: rows[mode][-1] for mode in rows if rows[mode]}, ensure_ascii=False), flush=True

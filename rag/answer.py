@@ -37,6 +37,7 @@ from rag.retrieve import check_query
 from rag.types import Citation, Passage, SearchFilters
 
 if TYPE_CHECKING:
+    from rag.generate import LocalLLM
     from rag.pipeline import Pipeline
 
 STOP_SEQUENCES = ["\n\n", "<quellen>", "</quellen>", "Frage:", "Question:", "###", "<|im_end|>"]
@@ -164,10 +165,11 @@ def fit_passages(
 ) -> tuple[list[dict[str, str]], list[Passage]]:
     """The prompt and the passages that fit n_ctx with room for the answer (lowest dropped first)."""
     settings = pipeline.settings
+    llm = pipeline.answer_llm(language)
     kept = list(passages)
     while True:
         messages = answer_messages(question, kept, language)
-        if not kept or pipeline.llm.count_messages(messages) + settings.max_answer_tokens <= settings.n_ctx:
+        if not kept or llm.count_messages(messages) + settings.max_answer_tokens <= settings.n_ctx:
             return messages, kept
         kept.pop()
 
@@ -196,6 +198,7 @@ class _Generated:
 
 def _generate(
     pipeline: Pipeline,
+    llm: LocalLLM,
     messages: list[dict[str, str]],
     started: float,
     on_token: Callable[[str], None] | None,
@@ -204,7 +207,7 @@ def _generate(
     result = _Generated()
     pieces: list[str] = []
     try:
-        for delta in pipeline.llm.stream_chat(
+        for delta in llm.stream_chat(
             messages,
             max_tokens=pipeline.settings.max_answer_tokens,
             stop=STOP_SEQUENCES,
@@ -218,7 +221,7 @@ def _generate(
     except KeyboardInterrupt:
         result.interrupted = True
     result.text = "".join(pieces)
-    if usage := pipeline.llm.last_usage:
+    if usage := llm.last_usage:
         result.llm_ms = usage.total_ms
         result.prompt_tokens, result.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         result.cached_tokens = usage.cached_tokens
@@ -241,7 +244,7 @@ def ask(
     started = time.perf_counter()
     question = check_query(question)
     language = detect_language(question)
-    llm = pipeline.llm
+    llm = pipeline.answer_llm(language)
     llm_ms = 0.0
 
     def llm_time() -> float:
@@ -269,7 +272,7 @@ def ask(
     messages, kept = fit_passages(pipeline, search_question, on_topic, language)
     dropped = len(on_topic) - len(kept)
 
-    generated = _generate(pipeline, messages, started, on_token) if kept else _Generated()
+    generated = _generate(pipeline, llm, messages, started, on_token) if kept else _Generated()
     raw, interrupted = generated.text, generated.interrupted
     llm_ms += generated.llm_ms
     verified = verify_answer(raw, kept, questions)
@@ -279,9 +282,8 @@ def ask(
         if focus is not None:
             if on_status:
                 on_status("second_look", f"[{focus}] {kept[focus - 1].source}")
-            retry = _generate(
-                pipeline, answer_messages(search_question, [kept[focus - 1]], language), started, on_token
-            )
+            focused = answer_messages(search_question, [kept[focus - 1]], language)
+            retry = _generate(pipeline, llm, focused, started, on_token)
             llm_ms += retry.llm_ms
             interrupted = retry.interrupted
             # The retry saw one passage as [1]; point its markers at that passage's number here.

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rag.cite import article_context, is_refusal, is_supported, parse_markers, split_answer_sentences
 from rag.errors import EvalError
+from rag.language import Language
 from rag.types import SearchFilters
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class Question:
 
     id: str
     question: str
-    lang: str
+    lang: Language  # the schema allows only the languages the tool answers in
     answerable: bool
     type: str
     sources: tuple[str, ...]
@@ -581,7 +582,8 @@ def run_eval(
     previous = find_previous_summary(out_dir)
     pipeline.reader  # noqa: B018 — fail on a missing or stale index before any work
     if not retrieval_only:
-        pipeline.llm  # noqa: B018 — load once up front, so no question's timings include loading
+        for language in sorted({question.lang for question in selected}):
+            pipeline.answer_llm(language)  # load up front, so no question's timings include loading
         pipeline.aux_llm  # noqa: B018
     stage = "retrieving" if retrieval_only else "answering"
     answers: dict[str, tuple[Question, Answer]] = {}

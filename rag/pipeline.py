@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rag.embed import Embedder
     from rag.generate import LocalLLM
     from rag.index import IndexReader
+    from rag.language import Language
     from rag.retrieve import Retriever
 
 
@@ -40,7 +41,10 @@ class Pipeline:
         self.cwd = cwd or Path.cwd()
         self._embedder = embedder
         self._llm = llm
-        # An injected model (tests) also does the short calls unless a second one is given.
+        # An injected model (tests) answers in every language and also does the short
+        # calls unless a second one is given.
+        self._llm_injected = llm is not None
+        self._other_language_llms: dict[Language, LocalLLM] = {}
         self._aux_llm = aux_llm or llm
         self._reader: IndexReader | None = None
         self._retriever: Retriever | None = None
@@ -124,10 +128,24 @@ class Pipeline:
 
     @property
     def llm(self) -> LocalLLM:
-        """The model context that writes answers; its fixed prompt prefix stays in the KV cache."""
+        """The model context that writes German answers; its fixed prompt prefix stays in the KV cache."""
         if self._llm is None:
             self._llm = self._load_llm(self.settings.n_ctx)
         return self._llm
+
+    def answer_llm(self, language: Language) -> LocalLLM:
+        """The model context that writes answers in `language`.
+
+        Each language's answer prompt has its own fixed prefix (~780 tokens). Sharing one
+        context, a question in the other language evicts it, and the next question pays
+        ~9 s to process it again. So each further language gets its own context on the
+        same mmap-shared weights, loaded on first use (~1 s, ~0.3 GB).
+        """
+        if language == "de" or self._llm_injected:
+            return self.llm
+        if language not in self._other_language_llms:
+            self._other_language_llms[language] = self._load_llm(self.settings.n_ctx)
+        return self._other_language_llms[language]
 
     @property
     def aux_llm(self) -> LocalLLM:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import answer_messages, ask
-from rag.cite import REFUSALS
+from rag.answer import answer_messages, ask, on_topic_passages
+from rag.cite import REFUSALS, passage_relevance
 from rag.generate import Usage
 from rag.pipeline import Pipeline
+from rag.types import Passage
 
 
 @dataclass
@@ -145,7 +146,12 @@ def test_without_second_look_a_refusal_is_final(seed_index, minilm) -> None:  # 
 
 def test_prompt_is_budgeted_by_dropping_lowest_ranked_passages(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = _scripted(
-        seed_index, minilm, "Die Quellen enthalten dazu keine Angabe.", top_k=5, second_look=False
+        seed_index,
+        minilm,
+        "Die Quellen enthalten dazu keine Angabe.",
+        top_k=5,
+        second_look=False,
+        min_passage_relevance=0.0,
     )
     passages = pipeline.search(QUESTION)
     # Room for the prompt with the first two passages and a 100-token answer, not for all five.
@@ -156,6 +162,43 @@ def test_prompt_is_budgeted_by_dropping_lowest_ranked_passages(seed_index, minil
     result = ask(pipeline, QUESTION)
     assert result.dropped_passages == 3 and result.passages == passages[:2]
     assert llm.count_messages(llm.calls[-1]) + 100 <= n_ctx
+
+
+def _passage(text: str) -> Passage:
+    return Passage(source="a.txt", start=0, end=len(text), text=text, score=1.0, title="T")
+
+
+def test_on_topic_passages_keeps_the_top_two_and_those_near_the_best() -> None:
+    question = "Wann eröffnete Bernau das neue Hallenbad?"
+    passages = [
+        _passage("Die Stadt Bernau eröffnete am 4. Mai 2023 ein neues Hallenbad."),
+        _passage("Der Bürgermeister lobte das Wetter."),
+        _passage("Das neue Hallenbad in Bernau hat ein Sprungbecken."),
+        _passage("Die Preise für Brot stiegen."),
+    ]
+    relevance = passage_relevance(passages, [question])
+    assert relevance[0] == max(relevance) and relevance[3] == 0.0 < relevance[2]
+    kept = on_topic_passages(passages, [question], min_relevance=0.5)
+    assert kept == passages[:3]  # the second is weak but one of the top two; the fourth goes
+    assert on_topic_passages(passages, [question], min_relevance=0.0) == passages
+    # Without key terms nothing tells passages apart, so all stay.
+    assert on_topic_passages(passages, ["Was noch?"], min_relevance=0.5) == passages
+
+
+def test_off_topic_passages_do_not_reach_the_model(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = _scripted(
+        seed_index, minilm, "Die Quellen enthalten dazu keine Angabe.", top_k=5, second_look=False
+    )
+    retrieved = pipeline.search(QUESTION)
+    result = ask(pipeline, QUESTION)
+    assert result.off_topic_passages > 0  # measured on the seeds: 5 retrieved, fewer on topic
+    assert len(result.passages) + result.off_topic_passages == len(retrieved)
+    prompt = llm.calls[0][-1]["content"]
+    left_out = [p for p in retrieved if p not in result.passages]
+    assert left_out and all(p.text[:60] not in prompt for p in left_out)
+    relevance = passage_relevance(retrieved, [QUESTION])
+    assert all(relevance[retrieved.index(p)] < 0.5 * max(relevance) for p in left_out)
+    assert result.to_json()["off_topic_passages"] == result.off_topic_passages
 
 
 def test_english_question_is_translated_for_search_and_refused_in_english(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
@@ -199,6 +242,24 @@ def test_real_model_answers_english_questions_in_english(real: Pipeline) -> None
     assert result.language == "en" and result.search_query
     assert not result.refused and "1992" in result.answer
     assert any(word in result.answer.casefold() for word in (" the ", " has ", " since "))
+
+
+@pytest.mark.slow
+def test_each_language_keeps_its_prompt_prefix_cached_in_its_own_context(
+    seed_index_template, minilm, default_llm
+) -> None:  # type: ignore[no-untyped-def]
+    pipeline = Pipeline(seed_index_template.settings, embedder=minilm, cwd=seed_index_template.cwd)
+    assert pipeline.answer_llm("en") is not pipeline.answer_llm("de") is pipeline.llm
+    ask(pipeline, QUESTION)
+    ask(pipeline, "Since when has Kazakhstan maintained formal relations with Israel?")
+    german = ask(pipeline, "Was schlug Tokajew während der ersten Sitzung des Friedensrats vor?")
+    english = ask(pipeline, "Which prize did Tokayev propose in honour of Trump?")
+    for result in (german, english):
+        llm = pipeline.answer_llm(result.language)
+        # Everything before the last user turn (system prompt and examples) was reused,
+        # although a question in the other language came in between.
+        fixed = llm.count_messages(answer_messages(result.question, [], result.language)[:-1])
+        assert result.tokens["cached"] >= fixed - 8, result.language
 
 
 @pytest.mark.slow
