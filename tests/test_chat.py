@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import pexpect
 import pytest
 from rich.console import Console
 
+from rag.answer import MIN_PASSAGES_SHOWN
 from rag.cite import CITATION
 from rag.errors import InputError
 from rag.generate import Usage
@@ -280,6 +282,9 @@ def spawn_chat(work: Path, model: str, model_dir: Path, *args: str) -> pexpect.s
         dimensions=(50, 200),
         encoding="utf-8",
         timeout=TIMEOUT,
+        # A terminal user's Ctrl-C, even when the test run itself was started in the
+        # background (where the shell hands down SIGINT ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     child.expect(READY)
     return child
@@ -409,7 +414,8 @@ def test_question_streams_an_answer_with_sources(conversation: pexpect.spawn) ->
 def test_sources_lists_passages_and_shows_one_in_full(conversation: pexpect.spawn) -> None:
     listing = run_command(conversation, "/sources")
     assert "Passages of the last answer" in listing
-    assert len(re.findall(r"seeds/\d{3}_", listing)) >= 3
+    # The passages the model was given: the top two always, more when they are on topic.
+    assert len(re.findall(r"seeds/\d{3}_", listing)) >= MIN_PASSAGES_SHOWN
     one = run_command(conversation, "/sources 1")
     assert re.search(r"\[1\] .+\r\n.*seeds/\d{3}_[0-9a-f]+\.txt · characters \d+–\d+", one)
     assert "number from 1 to" in run_command(conversation, "/sources 99")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import _thread
 import shutil
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import llama_cpp
@@ -89,6 +91,15 @@ def test_same_prefix_is_not_evaluated_again(tiny: LocalLLM) -> None:
     assert evaluated <= usage.prompt_tokens - usage.cached_tokens + 1
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's own Ctrl-C handler, even in a run started in the background with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_while_streaming_leaves_the_model_usable(tiny: LocalLLM) -> None:
     messages = chat("Zähle weiter: eins, zwei, drei, vier, fünf, sechs, sieben, acht, neun, zehn, elf, zwölf")
     reference = tiny.complete_chat(messages, max_tokens=12)
