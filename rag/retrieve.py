@@ -101,8 +101,13 @@ def without_document_names(query: str, documents: Mapping[str, Chunk]) -> str:
     Scored as one more keyword variant, it lets the passage that answers outrank the
     title passage that merely repeats the name.
     """
+    return _cut_names(query, _name_mentions(query, documents))
+
+
+def _cut_names(query: str, mentions: Sequence[tuple[re.Match[str], set[str]]]) -> str:
+    """The case-folded query without the mentions found in it, each with its frame."""
     folded = _fold(query)
-    for match, _ in sorted(_name_mentions(query, documents), key=lambda m: -m[0].start()):
+    for match, _ in sorted(mentions, key=lambda m: -m[0].start()):
         before, after = folded[: match.start()], folded[match.end() :]
         before = _FRAME_BEFORE.sub(" ", before, count=1)
         after = _FRAME_AFTER.sub(" ", after, count=1)
@@ -198,12 +203,13 @@ class Retriever:
         if not allowed:
             return []
         variants = [query, *expansions]
-        named = frozenset().union(*(named_documents(text, self._documents) for text in variants))
+        mentions = [_name_mentions(text, self._documents) for text in variants]
+        named = frozenset().union(*(sources for found in mentions for _, sources in found))
         if named:
             variants += [
-                stripped
-                for text in variants
-                if (stripped := without_document_names(text, self._documents)) != _fold(text) and stripped
+                cut
+                for text, found in zip(variants, mentions, strict=True)
+                if (cut := _cut_names(text, found)) != _fold(text) and cut
             ]
         keyword_hits = [
             dict(self.reader.keyword.search(text, settings.candidates, allowed_ids=allowed))
