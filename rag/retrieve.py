@@ -13,7 +13,8 @@ the model sees one coherent span instead of two fragments.
 
 A question often names its article ("laut Tichys Einblick", "according to Novastan",
 "laut Korybko", "im Artikel „Machtkampf um Zentralasien“"). Such a name says where to look: the
-named documents' chunks get a bonus of `DOCUMENT_HINT_BONUS` standard deviations.
+named documents' chunks get a bonus of `DOCUMENT_HINT_BONUS` times the summed
+weights of the retrievers taking part (in standard deviations of their scores).
 Other documents stay in the running, so a question over several articles still
 finds them. The name (with its frame, "laut dem Artikel") says which article, not
 which passage, so the question without it is scored as one more keyword variant:
@@ -40,14 +41,15 @@ from rag.types import Chunk, Passage, SearchFilters
 if TYPE_CHECKING:
     from rag.embed import Embedder
     from rag.index import IndexReader
+    from rag.store import VectorStore
 
 MAX_QUERY_CHARS = 2000
 # Merged passages stay short: at most this many chunks of one document.
 MAX_CHUNKS_PER_PASSAGE = 2
 
 
-# Fused scores are sums of z-scores; a named document's chunks gain this much.
-DOCUMENT_HINT_BONUS = 1.0
+# Fused scores are weighted sums of z-scores; a named document's chunks gain this share of the weights.
+DOCUMENT_HINT_BONUS = 0.8
 _MIN_TITLE_WORDS = 2
 # "laut dem Artikel „…“", "in the Novastan article": the words that frame a name belong to it.
 _DOCUMENT_NOUN = r"(?:artikels?|beitrags?|berichts?|texts?|articles?|reports?|pieces?)"
@@ -162,10 +164,18 @@ def chunk_allowed(chunk: Chunk, filters: SearchFilters) -> bool:
 class Retriever:
     """Searches one opened index. The embedder is loaded on first use only."""
 
-    def __init__(self, reader: IndexReader, embedder: Callable[[], Embedder], settings: Settings) -> None:
+    def __init__(
+        self,
+        reader: IndexReader,
+        embedder: Callable[[], Embedder],
+        settings: Settings,
+        multilingual: Callable[[], Embedder],
+    ) -> None:
         self.reader = reader
         self._embedder_factory = embedder
+        self._multilingual_factory = multilingual
         self._embedder: Embedder | None = None
+        self._multilingual: Embedder | None = None
         self.settings = settings
 
     @cached_property
@@ -178,6 +188,20 @@ class Retriever:
         if self._embedder is None:
             self._embedder = self._embedder_factory()
         return self._embedder
+
+    @property
+    def multilingual(self) -> Embedder:
+        if self._multilingual is None:
+            self._multilingual = self._multilingual_factory()
+        return self._multilingual
+
+    def _dense_sides(self) -> list[tuple[float, Callable[[], Embedder], VectorStore]]:
+        """(weight, encoder, its vectors) for each dense retriever that takes part."""
+        sides = [
+            (self.settings.dense_weight, lambda: self.embedder, self.reader.store),
+            (self.settings.multilingual_weight, lambda: self.multilingual, self.reader.multilingual_store),
+        ]
+        return [side for side in sides if side[0] > 0]
 
     def resolve_filters(self, filters: SearchFilters) -> SearchFilters:
         """Filters with `sources` expanded to indexed paths (a bare file name matches its path)."""
@@ -215,13 +239,12 @@ class Retriever:
             dict(self.reader.keyword.search(text, settings.candidates, allowed_ids=allowed))
             for text in variants
         ]
-        dense_hits: dict[str, float] = {}
-        if settings.dense_weight > 0:
-            vector = self.embedder.encode([query])[0]
-            dense_hits = dict(
-                self.reader.store.query(vector, settings.candidates, where=where_clause(filters))
-            )
-        candidates = sorted(set(dense_hits).union(*keyword_hits))
+        dense = []
+        for weight, encoder, store in self._dense_sides():
+            vector = encoder().encode([query])[0]
+            hits = dict(store.query(vector, settings.candidates, where=where_clause(filters)))
+            dense.append((weight, store, vector, hits))
+        candidates = sorted(set().union(*keyword_hits, *(hits for *_, hits in dense)))
         if not candidates:
             return []
         signals: list[np.ndarray] = []
@@ -233,13 +256,16 @@ class Retriever:
             ]
             signals.append(np.max([standardize(scores) for scores in all_keyword], axis=0))
             weights.append(settings.bm25_weight)
-        if dense_hits:
-            signals.append(self._dense_scores(vector, candidates, dense_hits))
-            weights.append(settings.dense_weight)
+        for weight, store, vector, hits in dense:
+            if hits:
+                signals.append(self._dense_scores(store, vector, candidates, hits))
+                weights.append(weight)
         fused = fuse_scores(signals, weights)
         if named:
-            fused += DOCUMENT_HINT_BONUS * np.array(
-                [self.reader.chunks[c].source in named for c in candidates]
+            fused += (
+                DOCUMENT_HINT_BONUS
+                * sum(weights)
+                * np.array([self.reader.chunks[c].source in named for c in candidates])
             )
         order = np.argsort(-fused, kind="stable")
         return [(candidates[i], float(fused[i])) for i in order]
@@ -252,10 +278,13 @@ class Retriever:
         rows = self.reader.keyword.rows([cid for cid in candidates])
         return row_scores[rows].astype(np.float64)
 
-    def _dense_scores(self, vector: np.ndarray, candidates: list[str], hits: dict[str, float]) -> np.ndarray:
-        """Cosine similarity of every candidate; vectors of keyword-only candidates are fetched."""
+    @staticmethod
+    def _dense_scores(
+        store: VectorStore, vector: np.ndarray, candidates: list[str], hits: dict[str, float]
+    ) -> np.ndarray:
+        """Cosine similarity of every candidate; vectors of the other retrievers' candidates are fetched."""
         missing = [cid for cid in candidates if cid not in hits]
-        fetched = self.reader.store.embeddings(missing) if missing else {}
+        fetched = store.embeddings(missing) if missing else {}
         sims = dict(hits)
         for cid, embedding in fetched.items():
             sims[cid] = float(np.dot(np.asarray(embedding, dtype=np.float32), vector))

@@ -74,7 +74,13 @@ class Settings(BaseSettings):
         1.0, ge=0, description="Weight of the standardised keyword (BM25) score in fusion."
     )
     dense_weight: float = Field(
-        0.5, ge=0, description="Weight of the standardised dense (embedding) score in fusion."
+        0.5, ge=0, description="Weight of the standardised dense score of embedding_model in fusion."
+    )
+    multilingual_weight: float = Field(
+        0.75,
+        ge=0,
+        description="Weight of the standardised dense score of the multilingual encoder (German and "
+        "English in one space) in fusion.",
     )
     include_comments: bool = Field(False, description="Also retrieve from reader-comment sections.")
     min_passage_relevance: float = Field(
@@ -126,13 +132,14 @@ class Settings(BaseSettings):
         changes = {key: value for key, value in overrides.items() if value is not None}
         return self.model_copy(update=self.model_validate({**self.model_dump(), **changes}).model_dump())
 
-    def index_fingerprint(self, embedding_model_hash: str) -> str:
+    def index_fingerprint(self, embedding_model_hash: str, multilingual_model_hash: str) -> str:
         """Hash of everything that shapes the stored index."""
         from rag.chunk import CHUNKER_VERSION
         from rag.cleaning import rules_fingerprint
 
         shaping: dict[str, Any] = {name: getattr(self, name) for name in INDEX_SHAPING_FIELDS}
         shaping["embedding_model_hash"] = embedding_model_hash
+        shaping["multilingual_model_hash"] = multilingual_model_hash
         shaping["chunker_version"] = CHUNKER_VERSION
         shaping["cleaning_rules"] = rules_fingerprint()
         blob = json.dumps(shaping, sort_keys=True, default=str).encode()

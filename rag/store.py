@@ -1,7 +1,8 @@
 """Dense vector storage: the `VectorStore` protocol and its Chroma implementation.
 
 `ChromaStore` keeps one cosine-space collection of chunk embeddings with the chunk's
-metadata, so dense search can filter by source, outlet, date range and section.
+metadata, so dense search can filter by source, outlet, date range and section; an
+index holds two, one per encoder, on one client (`sibling`).
 We always pass our own embeddings (the collection has no embedding function), and
 Chroma telemetry is off. `ChromaStore.open` uses a local `PersistentClient`;
 `ChromaStore.from_client` accepts any Chroma client, e.g. an `HttpClient`, so a
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 COLLECTION_NAME = "chunks"
+# The same chunks embedded by the multilingual encoder (rag.embed), beside the first collection.
+MULTILINGUAL_COLLECTION_NAME = "chunks_multilingual"
 # Used when a client cannot tell its own limit (e.g. an old server).
 FALLBACK_BATCH_SIZE = 1000
 
@@ -33,6 +36,8 @@ Where = Mapping[str, Any]
 
 class VectorStore(Protocol):
     """What the index and the retriever need from a vector database."""
+
+    def sibling(self, collection_name: str, create: bool = False) -> VectorStore: ...
 
     def add(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None: ...
 
@@ -141,6 +146,10 @@ class ChromaStore:
             client.close()
             raise
         return cls(client, collection, owns_client=True)
+
+    def sibling(self, collection_name: str, create: bool = False) -> ChromaStore:
+        """Another collection on this store's client; closing this store closes both."""
+        return ChromaStore.from_client(self._client, collection_name, create)
 
     def add(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
         """Store chunks with their vectors (an existing id is overwritten), in client-sized batches."""

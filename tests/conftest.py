@@ -1,7 +1,8 @@
-"""Shared pytest fixtures: the real embedding model and a real index built from the seeds.
+"""Shared pytest fixtures: the real encoders and a real index built from the seeds.
 
-Expensive things (loading MiniLM, embedding the seed articles) happen once per test
-session; tests that change an index get their own copy of the session's index.
+Expensive things (loading MiniLM and the multilingual encoder, embedding the seed
+articles) happen once per test session; tests that change an index get their own
+copy of the session's index.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def minilm() -> Embedder:
     return load_embedder()
 
 
+@pytest.fixture(scope="session")
+def multilingual() -> Embedder:
+    """The real packaged multilingual encoder (Universal Sentence Encoder), loaded once per session."""
+    from rag.embed import load_multilingual_encoder
+
+    return load_multilingual_encoder()
+
+
 @dataclass
 class SeedIndex:
     """A working directory holding `seeds/` (writable copies) and `index/` built from them."""
@@ -65,15 +74,19 @@ def _copy_seeds(target: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def seed_index_template(tmp_path_factory: pytest.TempPathFactory, minilm: Embedder) -> SeedIndex:
-    """The seeds indexed once per session with the real MiniLM, Chroma and BM25. Do not modify."""
+def seed_index_template(
+    tmp_path_factory: pytest.TempPathFactory, minilm: Embedder, multilingual: Embedder
+) -> SeedIndex:
+    """The seeds indexed once per session with the real encoders, Chroma and BM25. Do not modify."""
     from rag.index import update_index
 
     cwd = tmp_path_factory.mktemp("seed-index")
     _copy_seeds(cwd / "seeds")
     settings = Settings(index_dir=cwd / "index")
     started = time.perf_counter()
-    report = update_index(settings, [Path("seeds")], lambda: minilm, cwd=cwd)
+    report = update_index(
+        settings, [Path("seeds")], lambda: minilm, cwd=cwd, multilingual=lambda: multilingual
+    )
     return SeedIndex(cwd, settings, report, time.perf_counter() - started)
 
 

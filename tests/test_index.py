@@ -78,7 +78,7 @@ def test_full_build_indexes_every_seed(seed_index: SeedIndex, reader: IndexReade
     assert sorted(reader.manifest.files) == sources
     assert reader.manifest.format_version == FORMAT_VERSION
     assert reader.manifest.fingerprint == seed_index.settings.index_fingerprint(
-        reader.manifest.embedding_model_hash
+        reader.manifest.embedding_model_hash, reader.manifest.multilingual_model_hash
     )
 
     # Every chunk is an exact span of its decoded file; every section is in the chunk table.
@@ -87,7 +87,7 @@ def test_full_build_indexes_every_seed(seed_index: SeedIndex, reader: IndexReade
     # Only body and comment chunks are searchable, in both stores.
     searchable = searchable_ids(reader)
     assert report.chunks_embedded == len(searchable)
-    assert reader.store.ids() == searchable
+    assert reader.store.ids() == searchable == reader.multilingual_store.ids()
     assert set(reader.keyword.chunk_ids) == searchable
     boilerplate = {cid for cid, chunk in reader.chunks.items() if chunk.section == "boilerplate"}
     assert not boilerplate & reader.store.ids()
@@ -170,7 +170,7 @@ def test_changed_file_replaces_only_its_chunks(seed_index: SeedIndex, minilm: Em
         old_ids, new_ids = searchable_ids(before, changed), searchable_ids(after, changed)
         assert old_ids and new_ids and not old_ids & new_ids
         assert report.chunks_embedded == len(new_ids)
-        assert after.store.ids() == searchable_ids(after)
+        assert after.store.ids() == searchable_ids(after) == after.multilingual_store.ids()
         assert set(after.keyword.chunk_ids) == searchable_ids(after)
         assert searchable_ids(after) - new_ids == searchable_ids(before) - old_ids
         hits = after.keyword.search("Zitronenfalter Quarkspeise", k=1)
@@ -195,7 +195,7 @@ def test_deleted_file_loses_its_chunks_everywhere(seed_index: SeedIndex, reader:
         assert not gone & set(after.chunks)
         assert not gone & after.store.ids()
         assert not gone & set(after.keyword.chunk_ids)
-        assert after.store.ids() == searchable_ids(reader) - gone
+        assert after.store.ids() == searchable_ids(reader) - gone == after.multilingual_store.ids()
     finally:
         after.close()
 
@@ -221,7 +221,7 @@ def test_copy_is_a_duplicate_until_its_original_goes(seed_index: SeedIndex, read
     assert moved.chunks_embedded == 0
     after = open_index(seed_index.settings)
     try:
-        assert after.store.ids() == searchable_ids(reader)
+        assert after.store.ids() == searchable_ids(reader) == after.multilingual_store.ids()
         copy_ids = searchable_ids(after, copy)
         assert copy_ids == searchable_ids(reader, original)
         assert {meta["source"] for meta in after.store.metadata(copy_ids).values()} == {copy}
@@ -292,6 +292,17 @@ def test_other_chunk_settings_make_the_index_stale(
     finally:
         rebuilt.close()
     with pytest.raises(StaleIndexError):
+        open_index(seed_index.settings)
+
+
+def test_other_multilingual_weights_make_the_index_stale(
+    seed_index: SeedIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.embed
+
+    open_index(seed_index.settings).close()
+    monkeypatch.setattr(rag.embed, "multilingual_fingerprint", lambda: "0" * 64)
+    with pytest.raises(StaleIndexError, match=r"multilingual encoder.*rag index --rebuild"):
         open_index(seed_index.settings)
 
 

@@ -130,6 +130,23 @@ def test_translated_expansion_lifts_an_english_question(pipeline: Pipeline) -> N
     assert _first_hit(pipeline, question, "Friedenspreis", expansions=[translation]) == 1
 
 
+@pytest.mark.parametrize(
+    ("question", "needle"),
+    [
+        ("How does Kazakhstan conduct its foreign relations since the war in Ukraine?", "multivektorale"),
+        ("Which country was bombed twice last year?", "bombardiert"),
+    ],
+)
+def test_multilingual_side_finds_german_text_for_an_english_question(
+    pipeline: Pipeline, question: str, needle: str
+) -> None:
+    """No translation and hardly a shared word: only the multilingual encoder links the two."""
+    assert _first_hit(pipeline, question, needle) is not None
+    pipeline.settings = pipeline.settings.with_overrides(multilingual_weight=0)
+    pipeline.close()
+    assert _first_hit(pipeline, question, needle) is None
+
+
 def test_a_named_outlet_lifts_its_articles(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     question = "Was schreibt Novastan über Tokajew?"
     assert pipeline.search(question, k=1)[0].source == "seeds/001_33aa229a75a9783d.txt"

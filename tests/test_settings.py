@@ -28,7 +28,9 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 def test_fingerprint_changes_with_index_shaping_settings_only() -> None:
     base = Settings()
-    same = base.index_fingerprint("weights")
-    assert base.with_overrides(top_k=2).index_fingerprint("weights") == same
-    assert base.with_overrides(chunk_tokens=96).index_fingerprint("weights") != same
-    assert base.index_fingerprint("other-weights") != same
+    same = base.index_fingerprint("weights", "multilingual")
+    assert base.with_overrides(top_k=2).index_fingerprint("weights", "multilingual") == same
+    assert base.with_overrides(multilingual_weight=0).index_fingerprint("weights", "multilingual") == same
+    assert base.with_overrides(chunk_tokens=96).index_fingerprint("weights", "multilingual") != same
+    assert base.index_fingerprint("other-weights", "multilingual") != same
+    assert base.index_fingerprint("weights", "other-multilingual") != same
