@@ -4,10 +4,10 @@ Writes the 474 passages of ../shared/corpora/germanquad as files, indexes them w
 `rag index` machinery (real chunking, MiniLM, the multilingual encoder, Chroma,
 BM25), then runs all 2,204 questions through `Retriever.search` once per retriever
 alone (BM25, MiniLM, multilingual), once for the earlier hybrid without the
-multilingual encoder, and once for the default hybrid. A document's rank is the rank of its first passage. Writes MRR@10
-and Success@1/5/10 to bench/results/germanquad.json, to compare with the published
-table in that corpus's README. The corpus is read in place and never copied into
-the repository.
+multilingual encoder, and once for the default hybrid. A document's rank is the rank
+of its first passage. Writes MRR@10 and Success@1/5/10 to
+bench/results/germanquad.json, to compare with the published table in that corpus's
+README. The corpus is read in place and never copied into the repository.
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
-"""Hybrid retrieval: BM25 and dense scores, standardised and fused per query.
+"""Hybrid retrieval: BM25 and two dense scores, standardised and fused per query.
 
-BM25 carries German (MiniLM is English-only). Reciprocal rank fusion throws away
-how sure each retriever is, and on GermanQuAD any RRF mix scored below BM25 alone.
-So fusion works on scores instead: each retriever's scores are z-standardised over
-the union of both retrievers' candidates and added with weights (BM25 1.0, dense
-0.5 by default). A confident BM25 hit stays on top; when BM25 has no clear winner
-(e.g. an English question over German text), the dense side decides. On GermanQuAD
-this beats BM25 alone (bench/germanquad.py). Extra query variants (a German
-translation of an English question) add BM25 score vectors; each candidate takes
-its best one. Hits from one document that overlap are merged into one passage, so
-the model sees one coherent span instead of two fragments.
+BM25 carries German; MiniLM is English-only; the multilingual encoder (Universal
+Sentence Encoder) puts German and English in one space, so it links an English
+question to German text and a German paraphrase to its source. Reciprocal rank
+fusion throws away how sure each retriever is, and on GermanQuAD any RRF mix scored
+below BM25 alone. So fusion works on scores instead: each retriever's scores are
+z-standardised over the union of all retrievers' candidates and added with weights
+(BM25 1.0, MiniLM 0.5, multilingual 0.75 by default). A confident BM25 hit stays on
+top; when BM25 has no clear winner (e.g. an English question over German text), the
+dense sides decide. On GermanQuAD each dense side adds to BM25 and the three beat any
+two (bench/germanquad.py). Extra query variants (a German translation of an English
+question) add BM25 score vectors; each candidate takes its best one. Hits from one
+document that overlap are merged into one passage, so the model sees one coherent
+span instead of two fragments.
 
 A question often names its article ("laut Tichys Einblick", "according to Novastan",
 "laut Korybko", "im Artikel „Machtkampf um Zentralasien“"). Such a name says where to look: the
