@@ -16,8 +16,8 @@ The model writes sentences with inline markers like `[2]`. Here, in code:
 - a bare number or date ("1991 [1].") is supported when the passage states it;
 - if nothing verified remains, or what remains only restates the question (no
   word, number or negation the question did not already contain), or the question
-  asks for a quantity ("wie viele", "how long") and no number is stated, the answer
-  is a refusal.
+  asks for a quantity or a date ("wie viele", "how long", "wann", "zu welchem Datum")
+  and no number, month, weekday or day word is stated, the answer is a refusal.
 
 The same `is_supported` check scores citations in `rag eval`. Left out: semantic
 entailment (no local NLI model is available); the lexical check is deliberately
@@ -64,16 +64,21 @@ _QUESTION_WORDS = frozenset(
 )
 # A second look at one passage needs a sentence there with this share of the key terms.
 MIN_FOCUS_COVERAGE = 0.35
-# Questions that ask for a quantity, and the ways an answer can state one.
+# Questions that ask for a quantity or a date, and the ways an answer can state one.
 _ASKS_QUANTITY = re.compile(
-    r"\b(wie ?viele?|wie hoch|wie lange|wie alt|in welchem jahr|how (many|much|long|old)|"
-    r"(which|what) year)\b",
+    r"\b(wie ?viele?|wie hoch|wie lange|wie alt|in welchem (jahr|monat)|wann|seit wann|"
+    r"(zu|an) welchem (datum|tag)|how (many|much|long|old)|(which|what) (year|month|date|day)|when)\b",
     re.IGNORECASE,
 )
 _STATES_QUANTITY = re.compile(
     r"\d|\b(ein|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|zwanzig|dreißig|hundert|tausend|"
     r"halb|dutzend|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|hundred|"
-    r"thousand|half|dozen|million|billion|milliard)",
+    r"thousand|half|dozen|million|billion|milliard)|"
+    r"\b(januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember|"
+    r"january|february|march|may|june|july|october|december|"
+    r"montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+    r"gestern|heute|morgen|yesterday|today|tomorrow)\b",
     re.IGNORECASE,
 )
 # Words that carry an answer although a stop-word list drops them.
@@ -325,13 +330,14 @@ def adds_information(sentences: Sequence[str], questions: Sequence[str]) -> bool
     """
     asked = {term for q in questions for term in analyze(q)}  # phonetic keys too: Tokayev = Tokajew
     asked_numbers = {number for q in questions for number in _NUMBER.findall(q)}
+    asked_words = {w.casefold() for q in questions for w in _WORD.findall(q)}
     for sentence in sentences:
         if sentence.rstrip().endswith(":"):
             continue
         if any(number not in asked_numbers for number in _NUMBER.findall(sentence)):
             return True
         words = _WORD.findall(sentence)
-        if any(w.casefold() in _ANSWER_WORDS for w in words):
+        if any(w.casefold() in _ANSWER_WORDS - asked_words for w in words):
             return True
         for word in _content_words(sentence):
             if word.casefold() not in _NOT_NAMES and not set(analyze(word)) & asked:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.cite import (
+    answers_question,
     citations_for,
     is_refusal,
     is_supported,
@@ -151,6 +152,15 @@ def test_an_answer_that_only_restates_the_question_is_a_refusal() -> None:
     ).refused
 
 
+def test_a_negation_taken_from_the_question_is_no_information() -> None:
+    """A false premise repeated back ("obwohl es Israel nie anerkannt hatte") answers nothing."""
+    passage = _passage("Kasachstan trat den Abkommen bei, obwohl es Israel nie anerkannt hatte. Es hat 1992.")
+    question = "Warum trat Kasachstan den Abkommen bei, obwohl es Israel nie anerkannt hatte?"
+    echo = "Kasachstan trat den Abkommen bei, obwohl es Israel nie anerkannt hatte [1]."
+    assert verify_answer(echo, [passage], [question]).refused
+    assert not verify_answer(echo, [passage], ["Was tat Kasachstan?"]).refused
+
+
 def test_a_quote_must_hold_the_key_terms_of_the_question() -> None:
     passages = [
         _passage("Tokajew traf Putin in Moskau. Tokajew sprach über Öl."),
@@ -181,3 +191,24 @@ def test_a_question_for_a_quantity_needs_a_number_in_the_answer(answer: str, ref
         "das sind fünfhundert Soldaten."
     )
     assert verify_answer(answer, [passage], ["Wie viele Soldaten genehmigte Tokajew?"]).refused is refused
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "refused"),
+    [
+        ("Zu welchem Datum lud Putin Tokajew ein?", "Die Stimmung im Kreml war gut [1].", True),
+        ("Zu welchem Datum lud Putin Tokajew ein?", "Putin lud Tokajew zum 9. Mai ein [1].", False),
+        ("Wann lud Putin Tokajew ein?", "Putin lud Tokajew im Mai ein [1].", False),
+        ("Wer lud Tokajew ein?", "Die Stimmung im Kreml war gut [1].", False),  # no date asked for
+    ],
+)
+def test_a_question_for_a_date_needs_a_date_in_the_answer(question: str, answer: str, refused: bool) -> None:
+    passage = _passage("Die Stimmung im Kreml war gut. Putin lud Tokajew zum 9. Mai ein, also im Mai.")
+    assert verify_answer(answer, [passage], [question]).refused is refused
+
+
+def test_an_english_date_question_needs_a_date_too() -> None:
+    question = ["When did Putin invite Tokayev?"]
+    assert not answers_question(["The mood in the Kremlin was good."], question)
+    assert answers_question(["Putin invited Tokayev for 9 May."], question)
+    assert answers_question(["Putin invited him in May."], question)
