@@ -20,9 +20,12 @@ named documents' chunks get a bonus of `DOCUMENT_HINT_BONUS` times the summed
 weights of the retrievers taking part (in standard deviations of their scores).
 Other documents stay in the running, so a question over several articles still
 finds them. The name (with its frame, "laut dem Artikel") says which article, not
-which passage, so the question without it is scored as one more keyword variant:
-the answering passage can then outrank the title passage that only repeats the
-name. (Scoring only the cut question lost the byline beside a title.)
+which passage, so the question without it is scored as one more keyword variant;
+each chunk takes its best variant. The chunks of an article named by its title
+are ranked by the name-free variants alone: the answering passage can then outrank
+the title passage that only repeats the title. An outlet's or author's name stays
+in: it marks bylines and credits ("Joseph Fischer für Novastan / Aus dem Englischen
+von …"), which are answers too.
 
 Left out: cross-encoder re-ranking (no multilingual model is available offline).
 """
@@ -257,7 +260,16 @@ class Retriever:
                 self._keyword_scores(text, candidates, hits)
                 for text, hits in zip(variants, keyword_hits, strict=True)
             ]
-            signals.append(np.max([standardize(scores) for scores in all_keyword], axis=0))
+            standardized = np.array([standardize(scores) for scores in all_keyword])
+            keyword = standardized.max(axis=0)
+            # Within an article named by its title, the title's words tell nothing about
+            # which passage answers. (An outlet's or author's name does: it marks credits.)
+            titled = frozenset().union(*(s for found in mentions for m, s in found if m.re is _QUOTED))
+            if titled:
+                name_free = [i for i in range(len(variants)) if i >= len(mentions) or not mentions[i]]
+                in_titled = np.array([self.reader.chunks[c].source in titled for c in candidates])
+                keyword = np.where(in_titled, standardized[name_free].max(axis=0), keyword)
+            signals.append(keyword)
             weights.append(settings.bm25_weight)
         for weight, store, vector, hits in dense:
             if hits:

@@ -147,6 +147,15 @@ def test_multilingual_side_finds_german_text_for_an_english_question(
     assert _first_hit(pipeline, question, needle) is None
 
 
+def test_a_named_title_does_not_lift_the_title_passage_that_only_repeats_it(pipeline: Pipeline) -> None:
+    question = "Was schreibt der Artikel „Machtkampf um Zentralasien“ über die Freundschaft?"
+    source = "seeds/003_b905e0af55adc2a7.txt"
+    top = pipeline.search(question, k=3)
+    assert top[0].source == source and "Freundschaft" in top[0].text
+    title_chunk = pipeline.reader.chunks_by_source[source][0]
+    assert all(not (p.source == source and p.start <= title_chunk.start < p.end) for p in top)
+
+
 def test_a_named_outlet_lifts_its_articles(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     question = "Was schreibt Novastan über Tokajew?"
     assert pipeline.search(question, k=1)[0].source == "seeds/001_33aa229a75a9783d.txt"
