@@ -7,12 +7,13 @@ Queries:
 - seeds: every `question` of evals/questions.jsonl; hit@k counts a question whose
   first gold source is among the passages (unanswerable ones have none, so never hit).
 
-MiniLM is loaded once and shared; every variant (default hybrid, `dense_weight=0`,
-`bm25_weight=0`) has its own Pipeline over the same index, opened and warmed with a
-few queries before timing. For each query the variants run back to back in a
+MiniLM and the multilingual encoder are loaded once and shared; every variant
+(default hybrid; BM25 only; dense only, i.e. both encoders; hybrid without the
+multilingual encoder) has its own Pipeline over the same index, opened and warmed
+with a few queries before timing. For each query the variants run back to back in a
 rotating order, so machine noise hits them alike. Separately, the retriever's parts
-are timed one by one on the same queries (filter set, BM25, query embedding, Chroma
-nearest neighbours), because `bm25_weight=0` still runs BM25 (it only drops it from
+are timed one by one on the same queries (filter set, BM25, query embedding and
+Chroma nearest neighbours per encoder), because `bm25_weight=0` still runs BM25 (it only drops it from
 the fusion). Indexes come from --gnad-index/--seeds-index (run_all.py passes those
 built by index_bench) or are built here in a temporary folder. Writes
 bench/results/search.json; it measures, never asserts.
@@ -43,7 +44,7 @@ from benchlib import (
 )
 from index_bench import build
 
-from rag.embed import Embedder, load_embedder
+from rag.embed import Embedder, load_embedder, load_multilingual_encoder
 from rag.index import open_index
 from rag.pipeline import Pipeline
 from rag.retrieve import chunk_allowed
@@ -102,8 +103,9 @@ def variant_settings(index_dir: Path) -> dict[str, Settings]:
     base = Settings(index_dir=index_dir)
     return {
         "hybrid": base,
-        "bm25_only": base.with_overrides(dense_weight=0.0),
+        "bm25_only": base.with_overrides(dense_weight=0.0, multilingual_weight=0.0),
         "dense_only": base.with_overrides(bm25_weight=0.0),
+        "hybrid_without_multilingual": base.with_overrides(multilingual_weight=0.0),
     }
 
 
@@ -116,6 +118,7 @@ def time_components(pipeline: Pipeline, queries: list[Query]) -> dict[str, Any]:
     import torch
 
     reader, embedder, settings = pipeline.reader, pipeline.embedder, pipeline.settings
+    multilingual = pipeline.multilingual
     filters = SearchFilters(include_comments=settings.include_comments)
     threads = torch.get_num_threads()
     parts: dict[str, list[float]] = {
@@ -124,6 +127,8 @@ def time_components(pipeline: Pipeline, queries: list[Query]) -> dict[str, Any]:
         f"embed_query ({threads} torch threads)": [],
         "embed_query (1 torch thread)": [],
         "chroma_query": [],
+        "embed_query (multilingual)": [],
+        "chroma_query (multilingual)": [],
     }
     for query, _ in queries:
         elapsed, allowed = timed_ms(
@@ -144,12 +149,23 @@ def time_components(pipeline: Pipeline, queries: list[Query]) -> dict[str, Any]:
             lambda vector=vector: reader.store.query(vector, settings.candidates, where=where_clause(filters))
         )
         parts["chroma_query"].append(elapsed)
+        elapsed, vector = timed_ms(lambda query=query: multilingual.encode([query])[0])
+        parts["embed_query (multilingual)"].append(elapsed)
+        elapsed, _ = timed_ms(
+            lambda vector=vector: reader.multilingual_store.query(
+                vector, settings.candidates, where=where_clause(filters)
+            )
+        )
+        parts["chroma_query (multilingual)"].append(elapsed)
     return {name: summarize(values) for name, values in parts.items()}
 
 
-def bench_index(index_dir: Path, queries: list[Query], embedder: Embedder) -> dict[str, Any]:
+def bench_index(
+    index_dir: Path, queries: list[Query], embedder: Embedder, multilingual: Embedder
+) -> dict[str, Any]:
     pipelines = {
-        name: Pipeline(settings, embedder=embedder) for name, settings in variant_settings(index_dir).items()
+        name: Pipeline(settings, embedder=embedder, multilingual=multilingual)
+        for name, settings in variant_settings(index_dir).items()
     }
     names = list(pipelines)
     first_query_ms: dict[str, float] = {}
@@ -194,23 +210,26 @@ def bench_index(index_dir: Path, queries: list[Query], embedder: Embedder) -> di
 def run(gnad_index: Path | None, seeds_index: Path, query_count: int, skip_gnad: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine_info()}
     embed_load_ms, embedder = timed_ms(lambda: load_embedder(Settings().embedding_model))
+    multilingual_load_ms, multilingual = timed_ms(load_multilingual_encoder)
     settings = Settings()
     result["settings"] = {
         "top_k": settings.top_k,
         "candidates": settings.candidates,
         "bm25_weight": settings.bm25_weight,
         "dense_weight": settings.dense_weight,
+        "multilingual_weight": settings.multilingual_weight,
     }
     result["embedder_load_ms"] = round(embed_load_ms, 1)
+    result["multilingual_load_ms"] = round(multilingual_load_ms, 1)
     result["query_method"] = {
         "10kgnad": f"first sentence of {query_count} random articles (seed 0), first {QUERY_WORDS} words",
         "seeds": "every question of evals/questions.jsonl",
     }
-    indexes: dict[str, Any] = {"seeds": bench_index(seeds_index, seeds_queries(), embedder)}
+    indexes: dict[str, Any] = {"seeds": bench_index(seeds_index, seeds_queries(), embedder, multilingual)}
     print_json({"seeds": indexes["seeds"]})
     if not skip_gnad and gnad_index is not None:
         queries = gnad_queries(query_count, indexed_rows(gnad_index))
-        indexes["10kgnad"] = bench_index(gnad_index, queries, embedder)
+        indexes["10kgnad"] = bench_index(gnad_index, queries, embedder, multilingual)
         print_json({"10kgnad": indexes["10kgnad"]})
     result["indexes"] = indexes
     return result
