@@ -102,7 +102,7 @@ class ScriptedLLM:
 
     model_path = Path("scripted.gguf")
     sha256 = "0" * 64
-    rewrite = "Wann besuchte Tokajew Moskau?"
+    rewrite = "Warum besuchte Tokajew Moskau?"
 
     def __init__(self) -> None:
         self.last_usage: Usage | None = None
@@ -157,14 +157,14 @@ def test_piped_questions_give_jsonl_with_history(
     code = run_chat(
         scripted,
         as_json=True,
-        stdin=_lines("Wer ist der Präsident von Kasachstan?", "", "Wann war er in Moskau?"),
+        stdin=_lines("Wer ist der Präsident von Kasachstan?", "", "Warum war er in Moskau?"),
     )
     out, err = capsys.readouterr()
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and err == ""
     assert [r["question"] for r in records] == [
         "Wer ist der Präsident von Kasachstan?",
-        "Wann war er in Moskau?",
+        "Warum war er in Moskau?",
     ]
     first, second = records
     assert first["standalone_question"] is None
