@@ -161,11 +161,10 @@ def on_topic_passages(
 
 
 def fit_passages(
-    pipeline: Pipeline, question: str, passages: list[Passage], language: Language
+    pipeline: Pipeline, llm: LocalLLM, question: str, passages: list[Passage], language: Language
 ) -> tuple[list[dict[str, str]], list[Passage]]:
     """The prompt and the passages that fit n_ctx with room for the answer (lowest dropped first)."""
     settings = pipeline.settings
-    llm = pipeline.answer_llm(language)
     kept = list(passages)
     while True:
         messages = answer_messages(question, kept, language)
@@ -269,7 +268,7 @@ def ask(
     questions = [q for q in (search_question, translated) if q]
     on_topic = on_topic_passages(passages, questions, pipeline.settings.min_passage_relevance)
     retrieve_ms = (time.perf_counter() - retrieve_started) * 1000
-    messages, kept = fit_passages(pipeline, search_question, on_topic, language)
+    messages, kept = fit_passages(pipeline, llm, search_question, on_topic, language)
     dropped = len(on_topic) - len(kept)
 
     generated = _generate(pipeline, llm, messages, started, on_token) if kept else _Generated()

@@ -112,10 +112,15 @@ def weights_fingerprint(model_dir: Path) -> str:
     weight_files = sorted(p for p in model_dir.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     if not weight_files:
         raise RagError(f"No weight files (*.safetensors or *.bin) in {model_dir} — check the model folder")
+    return _files_sha256(weight_files)
+
+
+def _files_sha256(files: Sequence[Path]) -> str:
+    """sha256 over each file's name and bytes, in the given order, streamed in blocks."""
     digest = hashlib.sha256()
-    for weight_file in weight_files:
-        digest.update(weight_file.name.encode())
-        with weight_file.open("rb") as handle:
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
             while block := handle.read(_HASH_BLOCK_BYTES):
                 digest.update(block)
     return digest.hexdigest()
@@ -233,13 +238,7 @@ def _multilingual_resources() -> Path:
 def multilingual_fingerprint() -> str:
     """sha256 over the multilingual encoder's weights and vocabulary, without loading them."""
     resources = _multilingual_resources()
-    digest = hashlib.sha256()
-    for name in MULTILINGUAL_WEIGHT_FILES:
-        digest.update(name.encode())
-        with (resources / name).open("rb") as handle:
-            while block := handle.read(_HASH_BLOCK_BYTES):
-                digest.update(block)
-    return digest.hexdigest()
+    return _files_sha256([resources / name for name in MULTILINGUAL_WEIGHT_FILES])
 
 
 class MultilingualEncoder:

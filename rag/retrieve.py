@@ -168,7 +168,7 @@ def chunk_allowed(chunk: Chunk, filters: SearchFilters) -> bool:
 
 
 class Retriever:
-    """Searches one opened index. The embedder is loaded on first use only."""
+    """Searches one opened index. Each encoder is loaded on first use only."""
 
     def __init__(
         self,
@@ -180,8 +180,6 @@ class Retriever:
         self.reader = reader
         self._embedder_factory = embedder
         self._multilingual_factory = multilingual
-        self._embedder: Embedder | None = None
-        self._multilingual: Embedder | None = None
         self.settings = settings
 
     @cached_property
@@ -189,25 +187,25 @@ class Retriever:
         """One chunk per indexed source, for the article's metadata."""
         return {source: chunks[0] for source, chunks in self.reader.chunks_by_source.items()}
 
-    @property
+    @cached_property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = self._embedder_factory()
-        return self._embedder
+        return self._embedder_factory()
 
-    @property
+    @cached_property
     def multilingual(self) -> Embedder:
-        if self._multilingual is None:
-            self._multilingual = self._multilingual_factory()
-        return self._multilingual
+        return self._multilingual_factory()
 
-    def _dense_sides(self) -> list[tuple[float, Callable[[], Embedder], VectorStore]]:
-        """(weight, encoder, its vectors) for each dense retriever that takes part."""
-        sides = [
-            (self.settings.dense_weight, lambda: self.embedder, self.reader.store),
-            (self.settings.multilingual_weight, lambda: self.multilingual, self.reader.multilingual_store),
-        ]
-        return [side for side in sides if side[0] > 0]
+    def _dense_sides(self) -> list[tuple[float, Embedder, VectorStore]]:
+        """(weight, encoder, its vectors) for each dense retriever that takes part.
+
+        A retriever weighted 0 costs nothing: neither its encoder nor Chroma is loaded.
+        """
+        settings, sides = self.settings, []
+        if settings.dense_weight > 0:
+            sides.append((settings.dense_weight, self.embedder, self.reader.store))
+        if settings.multilingual_weight > 0:
+            sides.append((settings.multilingual_weight, self.multilingual, self.reader.multilingual_store))
+        return sides
 
     def resolve_filters(self, filters: SearchFilters) -> SearchFilters:
         """Filters with `sources` expanded to indexed paths (a bare file name matches its path)."""
@@ -247,7 +245,7 @@ class Retriever:
         ]
         dense = []
         for weight, encoder, store in self._dense_sides():
-            vector = encoder().encode([query])[0]
+            vector = encoder.encode([query])[0]
             hits = dict(store.query(vector, settings.candidates, where=where_clause(filters)))
             dense.append((weight, store, vector, hits))
         candidates = sorted(set().union(*keyword_hits, *(hits for *_, hits in dense)))
