@@ -29,7 +29,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rag.cite import CITATION, REFUSALS, citations_for, focus_passage, passage_relevance, verify_answer
+from rag.cite import (
+    CITATION,
+    REFUSALS,
+    citations_for,
+    focus_passage,
+    passage_relevance,
+    strays_from_question,
+    verify_answer,
+)
 from rag.ingest import normalize_whitespace
 from rag.language import Language, detect_language
 from rag.prompts import load_prompt
@@ -266,7 +274,9 @@ def ask(
         search_question, k=k, filters=filters, expansions=[translated] if translated else []
     )
     questions = [q for q in (search_question, translated) if q]
-    on_topic = on_topic_passages(passages, questions, pipeline.settings.min_passage_relevance)
+    # The words that name an article ("laut Tichys Einblick", a quoted title) say where, not what.
+    key_questions = [pipeline.retriever.without_names(q) for q in questions]
+    on_topic = on_topic_passages(passages, key_questions, pipeline.settings.min_passage_relevance)
     retrieve_ms = (time.perf_counter() - retrieve_started) * 1000
     messages, kept = fit_passages(pipeline, llm, search_question, on_topic, language)
     dropped = len(on_topic) - len(kept)
@@ -274,10 +284,14 @@ def ask(
     generated = _generate(pipeline, llm, messages, started, on_token) if kept else _Generated()
     raw, interrupted = generated.text, generated.interrupted
     llm_ms += generated.llm_ms
-    verified = verify_answer(raw, kept, questions)
+    verified = verify_answer(raw, kept, questions, key_questions)
     second_look = None
-    if verified.refused and not interrupted and pipeline.settings.second_look:
-        focus = focus_passage(kept, questions)
+    if (
+        not interrupted
+        and pipeline.settings.second_look
+        and (verified.refused or strays_from_question(verified, kept, key_questions))
+    ):
+        focus = focus_passage(kept, key_questions)
         if focus is not None:
             if on_status:
                 on_status("second_look", f"[{focus}] {kept[focus - 1].source}")
@@ -287,7 +301,7 @@ def ask(
             interrupted = retry.interrupted
             # The retry saw one passage as [1]; point its markers at that passage's number here.
             renumbered = CITATION.sub(lambda m: f" [{focus}]" if m.group(1) == "1" else " [0]", retry.text)
-            second = verify_answer(renumbered, kept, questions)
+            second = verify_answer(renumbered, kept, questions, key_questions)
             if not second.refused and not interrupted:
                 raw, verified, second_look = renumbered, second, focus
     refused = verified.refused or interrupted

@@ -64,6 +64,8 @@ _QUESTION_WORDS = frozenset(
 )
 # A second look at one passage needs a sentence there with this share of the key terms.
 MIN_FOCUS_COVERAGE = 0.35
+# An answer traced to sentences with less than this share of the best sentence's coverage strays.
+MIN_DRAWN_COVERAGE_RATIO = 0.4
 # Questions that ask for a quantity or a date, and the ways an answer can state one.
 _ASKS_QUANTITY = re.compile(
     r"\b(wie ?viele?|wie hoch|wie lange|wie alt|in welchem (jahr|monat)|wann|seit wann|"
@@ -321,6 +323,31 @@ def focus_passage(passages: Sequence[Passage], questions: Sequence[str]) -> int 
     return sources.sentences[best][0]
 
 
+def strays_from_question(
+    answer: VerifiedAnswer, passages: Sequence[Passage], questions: Sequence[str]
+) -> bool:
+    """Whether the answer draws on source sentences far weaker on the question than the best one.
+
+    Each kept sentence is traced to the sentence of its cited passages it shares most
+    words with. When the best of these holds under `MIN_DRAWN_COVERAGE_RATIO` of the
+    question coverage of the best shown sentence, the model has likely copied a
+    neighbour of the answer ("Die Nervosität im Kreml ist spürbar" for a question
+    about which organisations are questioned): the answer is true but beside the point.
+    """
+    sources = SourceSentences.of(passages, questions)
+    best = max(sources.coverage, default=0.0)
+    if not answer.kept or best < MIN_FOCUS_COVERAGE:
+        return False
+    drawn = 0.0
+    for sentence in answer.kept:
+        wanted = set(analyze(sentence.text))
+        candidates = [i for i, (n, _) in enumerate(sources.sentences) if n in sentence.cited]
+        if candidates:
+            closest = max(candidates, key=lambda i: len(wanted & set(analyze(sources.sentences[i][1]))))
+            drawn = max(drawn, sources.coverage[closest])
+    return drawn < MIN_DRAWN_COVERAGE_RATIO * best
+
+
 def adds_information(sentences: Sequence[str], questions: Sequence[str]) -> bool:
     """Whether the sentences say anything beyond the question: a new word, number or negation.
 
@@ -358,12 +385,20 @@ def answers_question(sentences: Sequence[str], questions: Sequence[str]) -> bool
     return not asks_quantity or any(_STATES_QUANTITY.search(s) for s in sentences)
 
 
-def verify_answer(text: str, passages: Sequence[Passage], questions: Sequence[str] = ()) -> VerifiedAnswer:
+def verify_answer(
+    text: str,
+    passages: Sequence[Passage],
+    questions: Sequence[str] = (),
+    key_questions: Sequence[str] | None = None,
+) -> VerifiedAnswer:
     """Check every sentence of `text` against the passages it cites (see module doc).
 
     `questions` are the question as searched and any translation of it; without
     them, quotes are not checked against the question and restating is not caught.
+    `key_questions` are the same without the words that name an article, if known:
+    a quote must hold the question's key terms, and an article's name is not one.
     """
+    key_questions = questions if key_questions is None else key_questions
     result = VerifiedAnswer()
     valid = range(1, len(passages) + 1)
     sources: SourceSentences | None = None  # built when the first sentence needs a quote
@@ -390,7 +425,7 @@ def verify_answer(text: str, passages: Sequence[Passage], questions: Sequence[st
         else:
             kept = [n for n in valid if supports(n)][:1]
         if not kept:
-            sources = sources or SourceSentences.of(passages, questions)
+            sources = sources or SourceSentences.of(passages, key_questions)
             quote = sources.closest(clean)
             if quote and all(quote[1] not in s.text for s in result.sentences):
                 n, source_sentence = quote

@@ -304,6 +304,10 @@ class Retriever:
         floor = min(hits.values()) if hits else 0.0
         return np.array([sims.get(cid, floor) for cid in candidates])
 
+    def without_names(self, query: str) -> str:
+        """`query` without the phrases that name indexed articles (see `without_document_names`)."""
+        return without_document_names(query, self._documents)
+
     def search(
         self,
         query: str,
