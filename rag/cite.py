@@ -14,10 +14,16 @@ The model writes sentences with inline markers like `[2]`. Here, in code:
   key terms (weighted by how rare they are among the shown sentences), so a
   caption that merely names the same person cannot stand in for a birth date;
 - a bare number or date ("1991 [1].") is supported when the passage states it;
+- a denial whose only news is its negation ("Das Treffen brachte keine Ergebnisse")
+  must find nearly all its words in the passage: one that merely mentions the
+  meeting cannot back it;
 - if nothing verified remains, or what remains only restates the question (no
   word, number or negation the question did not already contain), or the question
   asks for a quantity or a date ("wie viele", "how long", "wann", "zu welchem Datum")
   and no number, month, weekday or day word is stated, the answer is a refusal.
+
+`strays_from_question` tells the answerer when a verified answer was drawn from a
+sentence far weaker on the question than the best one shown (worth a second look).
 
 The same `is_supported` check scores citations in `rag eval`. Left out: semantic
 entailment (no local NLI model is available); the lexical check is deliberately
@@ -47,6 +53,8 @@ _NO_BREAK_BEFORE = re.compile(r"(\b\d{1,2}\.|\b[A-Za-zäöü]{1,3}\.)$")
 MIN_CONTENT_OVERLAP = 0.35
 # A source sentence stands in for an unsupported one only if it holds this share of its words.
 MIN_QUOTE_OVERLAP = 0.6
+# A denial that adds nothing but its negation must find this share of its words in the passage.
+MIN_DENIAL_OVERLAP = 0.8
 # One capitalised word in four may be the model's own (a German noun it chose); names are not.
 NAME_MISSES_PER_WORD = 0.25
 _NOT_NAMES = frozenset(
@@ -227,6 +235,19 @@ def is_supported(sentence: str, passage_text: str, context: str = "") -> bool:
     return overlap >= MIN_CONTENT_OVERLAP
 
 
+def states_denied(sentence: str, passages: Sequence[Passage], cited: Sequence[int]) -> bool:
+    """Whether the cited passages hold what a denial denies: nearly all of its words.
+
+    "Das Treffen brachte keine konkreten Ergebnisse [1]" turns a question into a denial;
+    a passage that mentions the meeting but not its results cannot back it. Across
+    languages the words cannot be compared, so the ordinary name check stands.
+    """
+    text = " ".join(passages[n - 1].text for n in cited)
+    if detect_language(sentence) != detect_language(text):
+        return True
+    return _overlap(sentence, text) >= MIN_DENIAL_OVERLAP
+
+
 def article_context(title: str | None, outlet: str | None) -> str:
     """What an article says about itself: its title and outlet."""
     return " ".join(part for part in (title, outlet) if part)
@@ -348,6 +369,22 @@ def strays_from_question(
     return drawn < MIN_DRAWN_COVERAGE_RATIO * best
 
 
+def _news(sentence: str, questions: Sequence[str]) -> tuple[bool, bool]:
+    """(whether the sentence states a word or number the questions lack, whether it adds a negation).
+
+    The question's phonetic keys count as asked, so "Tokayev" is no news after "Tokajew".
+    """
+    asked = {term for q in questions for term in analyze(q)}
+    asked_numbers = {number for q in questions for number in _NUMBER.findall(q)}
+    asked_words = {w.casefold() for q in questions for w in _WORD.findall(q)}
+    negates = any(w.casefold() in _ANSWER_WORDS - asked_words for w in _WORD.findall(sentence))
+    states = any(number not in asked_numbers for number in _NUMBER.findall(sentence)) or any(
+        word.casefold() not in _NOT_NAMES and not set(analyze(word)) & asked
+        for word in _content_words(sentence)
+    )
+    return states, negates
+
+
 def adds_information(sentences: Sequence[str], questions: Sequence[str]) -> bool:
     """Whether the sentences say anything beyond the question: a new word, number or negation.
 
@@ -355,21 +392,13 @@ def adds_information(sentences: Sequence[str], questions: Sequence[str]) -> bool
     author doubt that Tokayev wrote the article?" with nothing. A lead-in that ends
     in a colon promises content and holds none.
     """
-    asked = {term for q in questions for term in analyze(q)}  # phonetic keys too: Tokayev = Tokajew
-    asked_numbers = {number for q in questions for number in _NUMBER.findall(q)}
-    asked_words = {w.casefold() for q in questions for w in _WORD.findall(q)}
-    for sentence in sentences:
-        if sentence.rstrip().endswith(":"):
-            continue
-        if any(number not in asked_numbers for number in _NUMBER.findall(sentence)):
-            return True
-        words = _WORD.findall(sentence)
-        if any(w.casefold() in _ANSWER_WORDS - asked_words for w in words):
-            return True
-        for word in _content_words(sentence):
-            if word.casefold() not in _NOT_NAMES and not set(analyze(word)) & asked:
-                return True
-    return False
+    return any(any(_news(s, questions)) for s in sentences if not s.rstrip().endswith(":"))
+
+
+def only_negates(sentence: str, questions: Sequence[str]) -> bool:
+    """Whether the sentence is the question turned into a denial: its only new words are no, not, never."""
+    states, negates = _news(sentence, questions)
+    return negates and not states
 
 
 def is_refusal(text: str) -> bool:
@@ -424,6 +453,8 @@ def verify_answer(
             kept = [n for n in cited if supports(n)] or cited
         else:
             kept = [n for n in valid if supports(n)][:1]
+        if kept and questions and only_negates(clean, questions) and not states_denied(clean, passages, kept):
+            kept = []
         if not kept:
             sources = sources or SourceSentences.of(passages, key_questions)
             quote = sources.closest(clean)

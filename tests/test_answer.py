@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rag.answer import answer_messages, ask, on_topic_passages
-from rag.cite import REFUSALS, passage_relevance
+from rag.cite import REFUSALS, SourceSentences, passage_relevance
 from rag.generate import Usage
 from rag.pipeline import Pipeline
 from rag.types import Passage
@@ -134,6 +134,35 @@ def test_streamed_second_look_is_announced_and_its_answer_shown(seed_index, mini
     shown = out.getvalue()
     assert f"looking again at [{result.second_look}] seeds/" in shown
     assert f"Kasachstan unterhält seit 1992 Beziehungen zu Israel [{result.second_look}]." in shown
+
+
+STUDY_QUESTION = "Wo hat Tokajew studiert?"
+
+
+def _sentence_beside(pipeline: Pipeline, question: str) -> str:
+    """A true answer to another question: a shown sentence that holds none of the question's key terms."""
+    shown = on_topic_passages(pipeline.search(question), [question], pipeline.settings.min_passage_relevance)
+    sources = SourceSentences.of(shown, [question])
+    n, sentence = next(
+        (n, text)
+        for (n, text), coverage in zip(sources.sentences, sources.coverage, strict=True)
+        if coverage == 0 and len(text.split()) >= 6 and text.rstrip().endswith(".")
+    )
+    return f"{sentence.rstrip()[:-1]} [{n}]."
+
+
+def test_an_answer_beside_the_question_gets_a_second_look(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
+    probe, _ = _scripted(seed_index, minilm)
+    beside = _sentence_beside(probe, STUDY_QUESTION)
+    answer = "Tokajew studierte an der Diplomatenschmiede MGIMO [1]."
+    pipeline, llm = _scripted(seed_index, minilm, beside, answer)
+    result = ask(pipeline, STUDY_QUESTION)
+    assert len(llm.calls) == 2 and result.second_look is not None and "MGIMO" in result.answer
+    # A second look that finds nothing leaves the first, verified answer standing.
+    pipeline, llm = _scripted(seed_index, minilm, beside, "Die Quellen enthalten dazu keine Angabe.")
+    result = ask(pipeline, STUDY_QUESTION)
+    assert len(llm.calls) == 2 and not result.refused and result.second_look is None
+    assert result.answer == beside
 
 
 def test_without_second_look_a_refusal_is_final(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]

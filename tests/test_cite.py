@@ -11,6 +11,7 @@ from rag.cite import (
     is_supported,
     parse_markers,
     split_answer_sentences,
+    strays_from_question,
     verify_answer,
     with_markers,
 )
@@ -212,3 +213,41 @@ def test_an_english_date_question_needs_a_date_too() -> None:
     assert not answers_question(["The mood in the Kremlin was good."], question)
     assert answers_question(["Putin invited Tokayev for 9 May."], question)
     assert answers_question(["Putin invited him in May."], question)
+
+
+def test_an_answer_drawn_from_a_sentence_beside_the_question_strays() -> None:
+    passages = [
+        _passage("Die Nervosität im Kreml ist spürbar. Putin lud Tokajew nach Moskau ein."),
+        _passage(
+            "Diese neue Eigenständigkeit stellt die Eurasische Wirtschaftsunion in Frage. "
+            "Tokajew besuchte Moskau.",
+            "b.txt",
+        ),
+    ]
+    question = ["Welche Organisation stellt Kasachstans neue Eigenständigkeit in Frage?"]
+    beside = verify_answer("Die Nervosität im Kreml ist spürbar [1].", passages, question)
+    on_point = verify_answer(
+        "Die Eurasische Wirtschaftsunion wird in Frage gestellt [2].", passages, question
+    )
+    assert not beside.refused and not on_point.refused  # both are true and cited
+    assert strays_from_question(beside, passages, question)
+    assert not strays_from_question(on_point, passages, question)
+    # When no sentence clearly answers, there is nothing better to stray from.
+    vague = ["Was geschah?"]
+    assert not strays_from_question(
+        verify_answer("Die Nervosität im Kreml ist spürbar [1].", passages, vague), passages, vague
+    )
+
+
+def test_a_denial_must_find_what_it_denies_in_the_passage() -> None:
+    question = ["Welche konkreten Ergebnisse brachte das Treffen der EU mit Zentralasien?"]
+    denial = "Das Treffen der EU mit Zentralasien brachte keine konkreten Ergebnisse [1]."
+    vague = _passage("Nicht von ungefähr zeigte das Treffen der EU mit Zentralasien das Interesse der EU.")
+    plain = _passage("Das Treffen der EU mit Zentralasien brachte keine konkreten Ergebnisse.")
+    assert verify_answer(denial, [vague], question).refused  # the meeting is there, its results are not
+    assert not verify_answer(denial, [plain], question).refused
+    # Across languages the words cannot be compared; the names carry the check as before.
+    english = ["Why did Tokayev recognise the people's republics of Donetsk and Luhansk?"]
+    refused = _passage("Toqajew weigerte sich, die Volksrepubliken Donezk und Luhansk anzuerkennen.")
+    answer = "Tokayev did not recognise the people's republics of Donetsk and Luhansk [1]."
+    assert verify_answer(answer, [refused], english).text() == answer
