@@ -5,16 +5,19 @@
    (when there is history); translate a non-German question into German for the
    keyword search (the dense search uses the original);
 2. retrieve passages; leave out those that share far less of the question's key
-   terms than the best one (`on_topic_passages`: shorter prompts, less to copy);
-   number the rest [1]…[k] inside a delimited, untrusted block;
+   terms than the best one (`on_topic_passages`: shorter prompts, less to copy;
+   the words that name an article are not key terms); number the rest [1]…[k]
+   inside a delimited, untrusted block;
 3. drop the lowest-ranked passages until system prompt + examples + passages +
    question + room for the answer fit the context window, and report the drop;
 4. stream the model's answer, then verify every sentence's citations in code
    (`rag.cite`);
-5. if nothing verified remains but one passage holds most of the question's key
-   terms, take a *second look*: ask again with that passage alone (a 1.5B model
-   often misses an answer among five passages that it finds in one); its answer is
-   verified the same way;
+5. if nothing verified remains, or the verified answer strays from the question
+   (copied from a sentence far weaker on its key terms than the best one), and one
+   passage holds most of the question's key terms, take a *second look*: ask again
+   with that passage alone (a 1.5B model often misses an answer among five passages
+   that it finds in one); its answer is verified the same way and, when it refuses,
+   a straying first answer stands;
 6. if still nothing verified remains, return the fixed refusal sentence in the
    question's language, with the closest passages for the reader.
 
