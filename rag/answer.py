@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 from rag.cite import (
     CITATION,
     REFUSALS,
+    SourceSentences,
     citations_for,
-    focus_passage,
     passage_relevance,
     strays_from_question,
     verify_answer,
@@ -287,14 +287,15 @@ def ask(
     generated = _generate(pipeline, llm, messages, started, on_token) if kept else _Generated()
     raw, interrupted = generated.text, generated.interrupted
     llm_ms += generated.llm_ms
-    verified = verify_answer(raw, kept, questions, key_questions)
+    sources = SourceSentences.of(kept, key_questions)
+    verified = verify_answer(raw, kept, questions, sources)
     second_look = None
     if (
         not interrupted
         and pipeline.settings.second_look
-        and (verified.refused or strays_from_question(verified, kept, key_questions))
+        and (verified.refused or strays_from_question(verified, sources))
     ):
-        focus = focus_passage(kept, key_questions)
+        focus = sources.focus()
         if focus is not None:
             if on_status:
                 on_status("second_look", f"[{focus}] {kept[focus - 1].source}")
@@ -304,7 +305,7 @@ def ask(
             interrupted = retry.interrupted
             # The retry saw one passage as [1]; point its markers at that passage's number here.
             renumbered = CITATION.sub(lambda m: f" [{focus}]" if m.group(1) == "1" else " [0]", retry.text)
-            second = verify_answer(renumbered, kept, questions, key_questions)
+            second = verify_answer(renumbered, kept, questions, sources)
             if not second.refused and not interrupted:
                 raw, verified, second_look = renumbered, second, focus
     refused = verified.refused or interrupted

@@ -266,19 +266,19 @@ def _overlap(sentence: str, passage_text: str) -> float:
     return sum(_word_matches(w, terms, lower) for w in words) / len(words)
 
 
-def question_coverages(question: str, sentences: Sequence[str]) -> list[float]:
-    """For each sentence, the share of the question's key terms it holds, weighted by rarity.
+def question_coverages(question: str, sentence_terms: Sequence[set[str]]) -> list[float]:
+    """For each sentence (given by its index terms), the share of the question's key terms it holds.
 
-    A term's weight is its inverse frequency among `sentences` (the shown passages'
-    sentences): the article's main subject, named everywhere, counts little, while
-    the word that asks for the fact ("geboren", "Anlass") counts most.
+    The terms are weighted by rarity: a term's weight is its inverse frequency among
+    the shown passages' sentences, so the article's main subject, named everywhere,
+    counts little, while the word that asks for the fact ("geboren", "Anlass") counts most.
     """
     words = {w.casefold() for w in _content_words(question)} - _NOT_NAMES - _QUESTION_WORDS
     wanted = [terms for w in words if (terms := set(analyze(w)))]
     if not wanted:
-        return [1.0] * len(sentences)
-    sentence_terms = [set(analyze(s)) for s in sentences]
-    weights = [math.log(1 + len(sentences) / (1 + sum(bool(t & s) for s in sentence_terms))) for t in wanted]
+        return [1.0] * len(sentence_terms)
+    count = len(sentence_terms)
+    weights = [math.log(1 + count / (1 + sum(bool(t & s) for s in sentence_terms))) for t in wanted]
     total = sum(weights)
     return [
         sum(w for w, t in zip(weights, wanted, strict=True) if t & held) / total for held in sentence_terms
@@ -287,12 +287,14 @@ def question_coverages(question: str, sentences: Sequence[str]) -> list[float]:
 
 @dataclass
 class SourceSentences:
-    """The shown passages' sentences, each with how well it covers the question.
+    """The shown passages' sentences, each with its index terms and how well it covers the question.
 
-    Built once per answer: quoting and the second look both pick from these.
+    Built once per answer: the passage cut, quoting, the straying check and the second
+    look all pick from these.
     """
 
     sentences: list[tuple[int, str]]  # (passage number, verbatim sentence)
+    terms: list[set[str]]  # `analyze` of each sentence
     coverage: list[float]  # best over the question's renderings; empty without questions
 
     @classmethod
@@ -302,10 +304,10 @@ class SourceSentences:
             for n, passage in enumerate(passages, 1)
             for start, end in split_sentences(passage.text)
         ]
-        texts = [text for _, text in sentences]
-        per_question = [question_coverages(q, texts) for q in questions]
+        terms = [set(analyze(text)) for _, text in sentences]
+        per_question = [question_coverages(q, terms) for q in questions]
         coverage = [max(values) for values in zip(*per_question, strict=True)] if per_question else []
-        return cls(sentences, coverage)
+        return cls(sentences, terms, coverage)
 
     def closest(self, sentence: str) -> tuple[int, str] | None:
         """(passage number, verbatim sentence) that `sentence` most plainly paraphrases, if any.
@@ -321,6 +323,17 @@ class SourceSentences:
                 best = (score, n, candidate)
         return (best[1], best[2]) if best else None
 
+    def focus(self) -> int | None:
+        """The number of the passage whose sentence best covers the question's key terms.
+
+        None when no sentence holds at least `MIN_FOCUS_COVERAGE` of them: then no single
+        passage plausibly answers, and a second look would only invite a guess.
+        """
+        best = max(range(len(self.coverage)), key=self.coverage.__getitem__, default=None)
+        if best is None or self.coverage[best] < MIN_FOCUS_COVERAGE:
+            return None
+        return self.sentences[best][0]
+
 
 def passage_relevance(passages: Sequence[Passage], questions: Sequence[str]) -> list[float]:
     """Per passage, the question coverage of its best sentence (weights as in `question_coverages`)."""
@@ -331,31 +344,15 @@ def passage_relevance(passages: Sequence[Passage], questions: Sequence[str]) -> 
     return best if sources.coverage else [1.0] * len(passages)
 
 
-def focus_passage(passages: Sequence[Passage], questions: Sequence[str]) -> int | None:
-    """The number of the passage whose sentence best covers the question's key terms.
-
-    None when no sentence holds at least `MIN_FOCUS_COVERAGE` of them: then no single
-    passage plausibly answers, and a second look would only invite a guess.
-    """
-    sources = SourceSentences.of(passages, questions)
-    best = max(range(len(sources.coverage)), key=sources.coverage.__getitem__, default=None)
-    if best is None or sources.coverage[best] < MIN_FOCUS_COVERAGE:
-        return None
-    return sources.sentences[best][0]
-
-
-def strays_from_question(
-    answer: VerifiedAnswer, passages: Sequence[Passage], questions: Sequence[str]
-) -> bool:
+def strays_from_question(answer: VerifiedAnswer, sources: SourceSentences) -> bool:
     """Whether the answer draws on source sentences far weaker on the question than the best one.
 
     Each kept sentence is traced to the sentence of its cited passages it shares most
-    words with. When the best of these holds under `MIN_DRAWN_COVERAGE_RATIO` of the
+    terms with. When the best of these holds under `MIN_DRAWN_COVERAGE_RATIO` of the
     question coverage of the best shown sentence, the model has likely copied a
     neighbour of the answer ("Die Nervosität im Kreml ist spürbar" for a question
     about which organisations are questioned): the answer is true but beside the point.
     """
-    sources = SourceSentences.of(passages, questions)
     best = max(sources.coverage, default=0.0)
     if not answer.kept or best < MIN_FOCUS_COVERAGE:
         return False
@@ -364,7 +361,7 @@ def strays_from_question(
         wanted = set(analyze(sentence.text))
         candidates = [i for i, (n, _) in enumerate(sources.sentences) if n in sentence.cited]
         if candidates:
-            closest = max(candidates, key=lambda i: len(wanted & set(analyze(sources.sentences[i][1]))))
+            closest = max(candidates, key=lambda i: len(wanted & sources.terms[i]))
             drawn = max(drawn, sources.coverage[closest])
     return drawn < MIN_DRAWN_COVERAGE_RATIO * best
 
@@ -418,19 +415,17 @@ def verify_answer(
     text: str,
     passages: Sequence[Passage],
     questions: Sequence[str] = (),
-    key_questions: Sequence[str] | None = None,
+    sources: SourceSentences | None = None,
 ) -> VerifiedAnswer:
     """Check every sentence of `text` against the passages it cites (see module doc).
 
     `questions` are the question as searched and any translation of it; without
     them, quotes are not checked against the question and restating is not caught.
-    `key_questions` are the same without the words that name an article, if known:
-    a quote must hold the question's key terms, and an article's name is not one.
+    `sources` are the passages' sentences scored against the question's key terms,
+    if the caller has them (built from `questions` when a quote is first needed).
     """
-    key_questions = questions if key_questions is None else key_questions
     result = VerifiedAnswer()
     valid = range(1, len(passages) + 1)
-    sources: SourceSentences | None = None  # built when the first sentence needs a quote
     for position, raw in enumerate(split_answer_sentences(text)):
         clean, claimed = parse_markers(raw)
 
@@ -456,7 +451,7 @@ def verify_answer(
         if kept and questions and only_negates(clean, questions) and not states_denied(clean, passages, kept):
             kept = []
         if not kept:
-            sources = sources or SourceSentences.of(passages, key_questions)
+            sources = sources or SourceSentences.of(passages, questions)
             quote = sources.closest(clean)
             if quote and all(quote[1] not in s.text for s in result.sentences):
                 n, source_sentence = quote

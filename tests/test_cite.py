@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.cite import (
+    SourceSentences,
     answers_question,
     citations_for,
     is_refusal,
@@ -230,12 +231,14 @@ def test_an_answer_drawn_from_a_sentence_beside_the_question_strays() -> None:
         "Die Eurasische Wirtschaftsunion wird in Frage gestellt [2].", passages, question
     )
     assert not beside.refused and not on_point.refused  # both are true and cited
-    assert strays_from_question(beside, passages, question)
-    assert not strays_from_question(on_point, passages, question)
+    sources = SourceSentences.of(passages, question)
+    assert strays_from_question(beside, sources)
+    assert not strays_from_question(on_point, sources)
     # When no sentence clearly answers, there is nothing better to stray from.
     vague = ["Was geschah?"]
     assert not strays_from_question(
-        verify_answer("Die Nervosität im Kreml ist spürbar [1].", passages, vague), passages, vague
+        verify_answer("Die Nervosität im Kreml ist spürbar [1].", passages, vague),
+        SourceSentences.of(passages, vague),
     )
 
 
