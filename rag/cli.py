@@ -537,6 +537,23 @@ def eval_cmd(
             before, after = format_value(metric.name, metric.before), format_value(metric.name, metric.after)
             table.add_row(metric.name, before, after, Text(change, style=style))
         console.print(table)
+        if comparison.paired:
+            paired = Table(title="Paired test (exact McNemar, same questions)", title_justify="left")
+            for column in ("metric", "n", "A better", "B better", "p", "verdict"):
+                paired.add_column(
+                    column, justify="left" if column in ("metric", "verdict") else "right", no_wrap=True
+                )
+            for test in comparison.paired:
+                verdict = "a real difference" if test.p_value < 0.05 else "within chance"
+                paired.add_row(
+                    test.name,
+                    str(test.questions),
+                    str(test.only_a),
+                    str(test.only_b),
+                    f"{test.p_value:.2f}",
+                    verdict,
+                )
+            console.print(paired)
         if not comparison.changes:
             console.print("No question changed its outcome.")
             return

@@ -12,7 +12,9 @@
   overall, by question type and by language.
 - A run directory holds results.jsonl, summary.json (metrics and everything needed
   to repeat the run) and report.md with a plot (`rag.report`).
-- `compare_runs` diffs two run directories; `check_thresholds` enforces floors.
+- `compare_runs` diffs two run directories, with an exact paired test of the
+  correct-answer and refusal rates (is a difference more than a few flipped
+  questions?); `check_thresholds` enforces floors.
 
 Left out: LLM-as-judge scoring and semantic entailment (no such model offline); the
 checks are lexical and deliberately strict.
@@ -203,14 +205,39 @@ class OutcomeChange:
     after: str
 
 
+@dataclass(frozen=True)
+class PairedTest:
+    """A yes/no outcome of the same questions in two runs: who won where they differ.
+
+    The two runs answer the same questions, so the honest test of a difference looks
+    only at the questions whose outcome changed (exact McNemar test: under "no real
+    difference" each change is a coin flip). With 80 questions a 2.5-point gain is two
+    questions, and a prompt change typically flips several in each direction.
+    """
+
+    name: str
+    questions: int  # scored in both runs
+    only_a: int  # good in A, not in B
+    only_b: int  # good in B, not in A
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided exact McNemar p-value (1.0 when nothing changed)."""
+        from scipy.stats import binomtest
+
+        changed = self.only_a + self.only_b
+        return float(binomtest(self.only_b, changed, 0.5).pvalue) if changed else 1.0
+
+
 @dataclass
 class Comparison:
-    """Metric differences and changed question outcomes between run A and run B."""
+    """Metric differences, paired tests and changed question outcomes between run A and run B."""
 
     run_a: Path
     run_b: Path
     metrics: list[MetricDelta] = field(default_factory=list)
     changes: list[OutcomeChange] = field(default_factory=list)
+    paired: list[PairedTest] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -723,4 +750,35 @@ def compare_runs(run_a: Path, run_b: Path) -> Comparison:
         if before != after and record is not None:
             change = OutcomeChange(question_id, record["type"], record.get("question", ""), before, after)
             comparison.changes.append(change)
+    both = [(by_id_a[i], by_id_b[i]) for i in ordered_ids if i in by_id_a and i in by_id_b]
+    comparison.paired = [
+        test
+        for name, answerable, good in PAIRED_OUTCOMES
+        if (test := _paired_test(name, [p for p in both if p[0]["answerable"] == answerable], good)).questions
+    ]
     return comparison
+
+
+# (metric, over answerable questions?, what counts as a good outcome)
+PAIRED_OUTCOMES: tuple[tuple[str, bool, Callable[[Mapping[str, Any]], bool]], ...] = (
+    ("answer_correct", True, lambda scores: bool(scores.get("correct"))),
+    ("refusal_rate", False, lambda scores: bool(scores.get("refused"))),
+)
+
+
+def _paired_test(
+    name: str,
+    pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    good: Callable[[Mapping[str, Any]], bool],
+) -> PairedTest:
+    scored = [
+        (good(a["scores"]), good(b["scores"]))
+        for a, b in pairs
+        if "refused" in a["scores"] and "refused" in b["scores"]
+    ]
+    return PairedTest(
+        name,
+        questions=len(scored),
+        only_a=sum(a and not b for a, b in scored),
+        only_b=sum(b and not a for a, b in scored),
+    )

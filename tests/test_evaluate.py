@@ -19,6 +19,7 @@ from rag.errors import EvalError
 from rag.evaluate import (
     METRIC_KEYS,
     EvalRun,
+    PairedTest,
     Question,
     Span,
     check_thresholds,
@@ -301,6 +302,34 @@ def test_compare_lists_metric_changes_and_changed_outcomes(tmp_path: Path) -> No
         ("q002", "answered", "refused"),
     ]
     assert compare_runs(run_b, run_b).changes == []
+    assert [(t.name, t.questions, t.only_a, t.only_b) for t in comparison.paired] == [
+        ("answer_correct", 1, 0, 1),
+        ("refusal_rate", 1, 0, 1),
+    ]
+
+
+def test_compare_command_shows_the_paired_test(tmp_path: Path) -> None:
+    from rag.cli import cli
+
+    q1, q2 = question(id="q001"), question(id="q002")
+    correct = "Seit 1992 unterhält Kasachstan Beziehungen zu Israel [1]."
+    run_a = write_run(tmp_path / "a", [full_record(q1, "—", refused=True), full_record(q2, correct)])
+    run_b = write_run(tmp_path / "b", [full_record(q1, correct), full_record(q2, "—", refused=True)])
+    result = CliRunner().invoke(cli, ["eval", "--compare", str(run_a), str(run_b)])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "answer_correct" in line and "chance" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells == ["answer_correct", "2", "1", "1", "1.00", "within chance"]
+
+
+def test_paired_test_counts_only_the_questions_that_changed() -> None:
+    assert PairedTest("answer_correct", 80, only_a=0, only_b=0).p_value == 1.0
+    # Two questions gained and none lost is what a coin gives half the time.
+    assert PairedTest("answer_correct", 80, only_a=0, only_b=2).p_value == pytest.approx(0.5)
+    assert PairedTest("answer_correct", 80, only_a=1, only_b=3).p_value == pytest.approx(0.625)
+    # Eight to none is not chance: 2 * 0.5**8.
+    assert PairedTest("answer_correct", 80, only_a=0, only_b=8).p_value == pytest.approx(2 * 0.5**8)
+    assert PairedTest("answer_correct", 80, only_a=8, only_b=0).p_value == pytest.approx(2 * 0.5**8)
 
 
 def test_compare_rejects_a_directory_that_is_no_run(tmp_path: Path) -> None:
