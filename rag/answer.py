@@ -4,10 +4,10 @@
 1. detect the question's language; rewrite a follow-up into a standalone question
    (when there is history); translate a non-German question into German for the
    keyword search (the dense search uses the original);
-2. retrieve passages; leave out those that share far less of the question's key
-   terms than the best one (`on_topic_passages`: shorter prompts, less to copy;
-   the words that name an article are not key terms); number the rest [1]…[k]
-   inside a delimited, untrusted block;
+2. retrieve passages (or take the ones given: the eval's oracle mode); leave out
+   those that share far less of the question's key terms than the best one
+   (`on_topic_passages`: shorter prompts, less to copy; the words that name an article
+   are not key terms); number the rest [1]…[k] inside a delimited, untrusted block;
 3. drop the lowest-ranked passages until system prompt + examples + passages +
    question + room for the answer fit the context window, and report the drop;
 4. stream the model's answer, then verify every sentence's citations in code
@@ -247,8 +247,13 @@ def ask(
     history: Sequence[Turn] = (),
     on_token: Callable[[str], None] | None = None,
     on_status: Callable[[str, str], None] | None = None,
+    passages: Sequence[Passage] | None = None,
 ) -> Answer:
-    """Answer `question` from the index with verified citations (see module doc)."""
+    """Answer `question` from the index with verified citations (see module doc).
+
+    Given `passages`, answer from exactly those instead of searching (the eval's oracle
+    mode: what the model makes of perfect retrieval); they are shown as they come.
+    """
     from rag.conversation import rewrite_followup
 
     started = time.perf_counter()
@@ -273,13 +278,16 @@ def ask(
         if on_status:
             on_status("translate", translated)
     retrieve_started = time.perf_counter()
-    passages = pipeline.search(
-        search_question, k=k, filters=filters, expansions=[translated] if translated else []
-    )
     questions = [q for q in (search_question, translated) if q]
     # The words that name an article ("laut Tichys Einblick", a quoted title) say where, not what.
     key_questions = [pipeline.retriever.without_names(q) for q in questions]
-    on_topic = on_topic_passages(passages, key_questions, pipeline.settings.min_passage_relevance)
+    if passages is None:
+        found = pipeline.search(
+            search_question, k=k, filters=filters, expansions=[translated] if translated else []
+        )
+        on_topic = on_topic_passages(found, key_questions, pipeline.settings.min_passage_relevance)
+    else:
+        found = on_topic = list(passages)
     retrieve_ms = (time.perf_counter() - retrieve_started) * 1000
     messages, kept = fit_passages(pipeline, llm, search_question, on_topic, language)
     dropped = len(on_topic) - len(kept)
@@ -322,7 +330,7 @@ def ask(
         standalone_question=standalone,
         search_query=translated,
         dropped_passages=dropped,
-        off_topic_passages=len(passages) - len(on_topic),
+        off_topic_passages=len(found) - len(on_topic),
         model_path=str(llm.model_path),
         model_sha256=llm.sha256,
         timings_ms={

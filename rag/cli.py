@@ -489,6 +489,11 @@ def models_verify(ctx: click.Context) -> None:
 )
 @click.option("--limit", type=click.IntRange(1), help="Only the first N questions.")
 @click.option("--retrieval-only", is_flag=True, help="Score retrieval alone, without loading the model.")
+@click.option(
+    "--oracle",
+    is_flag=True,
+    help="Answer each answerable question from its gold evidence alone: the ceiling of perfect retrieval.",
+)
 @click.option("-k", "k", type=click.IntRange(1, 20), help="Passages given to the model (default: top_k).")
 @click.option(
     "--compare",
@@ -510,6 +515,7 @@ def eval_cmd(
     out_dir: Path | None,
     limit: int | None,
     retrieval_only: bool,
+    oracle: bool,
     k: int | None,
     compare: tuple[Path, Path] | None,
     minimums: tuple[str, ...],
@@ -520,6 +526,7 @@ def eval_cmd(
     \b
     Examples:
       rag eval --retrieval-only                 retrieval recall only, no model
+      rag eval --oracle                         answers from the gold evidence: is it retrieval or reading?
       rag eval --min answer_correct=0.6 --max false_refusal_rate=0.3
       rag eval --compare evals/runs/A evals/runs/B
     """
@@ -573,6 +580,7 @@ def eval_cmd(
             questions,
             out_dir or evaluate.default_run_dir(),
             retrieval_only=retrieval_only,
+            oracle=oracle,
             limit=limit,
             on_progress=update,
         )

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rag.cite import article_context, is_refusal, is_supported, parse_markers, split_answer_sentences
 from rag.errors import EvalError
 from rag.language import Language
-from rag.types import SearchFilters
+from rag.types import Passage, SearchFilters
 
 if TYPE_CHECKING:
     from rag.answer import Answer, Turn
@@ -598,14 +598,24 @@ def run_eval(
     out_dir: Path,
     *,
     retrieval_only: bool = False,
+    oracle: bool = False,
     limit: int | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> EvalRun:
-    """Run the first `limit` questions (all by default), score them and write the run files."""
+    """Run the first `limit` questions (all by default), score them and write the run files.
+
+    `oracle` answers each answerable question from its gold evidence alone, without
+    retrieval: the ceiling that perfect retrieval would give this model, prompt and
+    verifier. Unanswerable questions have no evidence and are left out.
+    """
     from rag.answer import ask
     from rag.report import find_previous_summary, write_report
 
-    selected = questions.questions[:limit] if limit else questions.questions
+    if retrieval_only and oracle:
+        raise EvalError("--oracle answers questions and --retrieval-only does not — choose one")
+    selected = list(questions.questions[:limit] if limit else questions.questions)
+    if oracle:
+        selected = [question for question in selected if question.answerable]
     previous = find_previous_summary(out_dir)
     pipeline.reader  # noqa: B018 — fail on a missing or stale index before any work
     if not retrieval_only:
@@ -629,12 +639,19 @@ def run_eval(
             record["question"] = question.question
             retrieved = pipeline.search(question.question, k=RETRIEVAL_K, filters=filters)
         else:
-            answer = ask(pipeline, question.question, filters=filters, history=_history(question, answers))
+            gold = gold_passages(pipeline, question) if oracle else None
+            answer = ask(
+                pipeline,
+                question.question,
+                filters=filters,
+                history=_history(question, answers),
+                passages=gold,
+            )
             if answer.interrupted:  # ask turns Ctrl-C into a refusal; a run must stop instead
                 raise KeyboardInterrupt
             answers[question.id] = (question, answer)
             record.update(answer.to_json())
-            retrieved = pipeline.search(
+            retrieved = gold or pipeline.search(
                 answer.standalone_question or answer.question,
                 k=RETRIEVAL_K,
                 filters=filters,
@@ -649,7 +666,7 @@ def run_eval(
     if on_progress:
         on_progress(stage, len(selected), len(selected))
     summary = {
-        "run": run_metadata(pipeline, questions, retrieval_only=retrieval_only, limit=limit),
+        "run": run_metadata(pipeline, questions, retrieval_only=retrieval_only, oracle=oracle, limit=limit),
         **summarize_groups(results),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -661,6 +678,35 @@ def run_eval(
     )
     report_path = write_report(out_dir, summary, results, previous)
     return EvalRun(out_dir=out_dir, summary=summary, results=results, report_path=report_path)
+
+
+def gold_passages(pipeline: Pipeline, question: Question) -> list[Passage]:
+    """The question's evidence spans as passages, as if retrieval had found exactly them.
+
+    Evidence names a file by its name; the index knows it by its path as indexed.
+    """
+    documents = {Path(document["source"]).name: document for document in pipeline.reader.documents()}
+    passages = []
+    for span in question.evidence:
+        document = documents.get(Path(span.source).name)
+        if document is None:
+            raise EvalError(
+                f"{question.id}: its evidence file {span.source} is not indexed — run `rag index`"
+            )
+        passages.append(
+            Passage(
+                source=document["source"],
+                start=span.start,
+                end=span.end,
+                text=span.text,
+                score=1.0,
+                title=document["title"],
+                outlet=document["outlet"],
+                date=document["date"],
+                author=document["author"],
+            )
+        )
+    return passages
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:
@@ -686,7 +732,12 @@ def git_commit(directory: Path) -> str:
 
 
 def run_metadata(
-    pipeline: Pipeline, questions: QuestionSet, *, retrieval_only: bool, limit: int | None
+    pipeline: Pipeline,
+    questions: QuestionSet,
+    *,
+    retrieval_only: bool,
+    oracle: bool = False,
+    limit: int | None,
 ) -> dict:
     """Everything that decides a run's numbers: settings, model, index, code and question set."""
     import rag
@@ -696,7 +747,7 @@ def run_metadata(
     llm = pipeline.llm if pipeline.llm_loaded else None
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "mode": "retrieval-only" if retrieval_only else "full",
+        "mode": "retrieval-only" if retrieval_only else ("oracle" if oracle else "full"),
         "limit": limit,
         "questions_file": str(questions.path),
         "questions_sha256": questions.sha256,
