@@ -91,6 +91,49 @@ def test_verified_answer_and_json_shape(seed_index, minilm) -> None:  # type: ig
     assert set(data["timings_ms"]) >= {"retrieve", "first_token", "total"}
 
 
+def test_given_passages_are_answered_from_without_searching(seed_index, minilm, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = _scripted(seed_index, minilm, "Kasachstan unterhält seit 1992 Beziehungen zu Israel [1].")
+    found = pipeline.search(QUESTION)
+    evidence = next(p for p in found if "1992" in p.text)
+
+    def no_search(*args: object, **kwargs: object) -> None:
+        raise AssertionError("given passages must not be searched for")
+
+    monkeypatch.setattr(pipeline, "search", no_search)
+    result = ask(pipeline, QUESTION, passages=[evidence])
+    shown = llm.calls[0][-1]["content"]
+    assert f"[1] {evidence.text[:40]}" in shown and "[2] " not in shown
+    assert result.passages == [evidence] and [c.n for c in result.citations] == [1] and not result.refused
+
+
+def test_oracle_eval_answers_from_the_gold_evidence_alone(seed_index, minilm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from rag.evaluate import load_questions, run_eval
+
+    questions = load_questions(Path(__file__).parents[1] / "evals" / "questions.jsonl")
+    pipeline, llm = _scripted(seed_index, minilm, *["Die Quellen enthalten dazu keine Angabe."] * 8)
+    run = run_eval(pipeline, questions, tmp_path / "run", oracle=True, limit=2)
+    assert run.summary["run"]["mode"] == "oracle"
+    by_id = {q.id: q for q in questions.questions}
+    for record in run.results:
+        gold = by_id[record["id"]].evidence
+        assert [p["text"] for p in record["passages"]] == [span.text for span in gold]
+        assert record["passages"][0]["source"].endswith(gold[0].source)
+        assert record["scores"]["context_recall"] == 1.0 and record["refused"]
+    assert any(by_id["q001"].evidence[0].text in call[-1]["content"] for call in llm.calls)
+
+
+def test_oracle_and_retrieval_only_exclude_each_other(seed_index, minilm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from rag.errors import EvalError
+    from rag.evaluate import load_questions, run_eval
+
+    questions = load_questions(Path(__file__).parents[1] / "evals" / "questions.jsonl")
+    unanswerable = [q for q in questions.questions if not q.answerable]
+    assert unanswerable and all(not q.evidence for q in unanswerable)
+    pipeline, _ = _scripted(seed_index, minilm)
+    with pytest.raises(EvalError, match="choose one"):
+        run_eval(pipeline, questions, tmp_path / "run", oracle=True, retrieval_only=True)
+
+
 def test_unsupported_answer_becomes_the_refusal_with_closest_passages(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
     pipeline, _ = _scripted(seed_index, minilm, "Der Mond besteht aus Käse [1].", second_look=False)
     result = ask(pipeline, QUESTION)
