@@ -122,6 +122,21 @@ def test_oracle_eval_answers_from_the_gold_evidence_alone(seed_index, minilm, tm
     assert any(by_id["q001"].evidence[0].text in call[-1]["content"] for call in llm.calls)
 
 
+def test_oracle_names_an_evidence_file_that_is_not_indexed(seed_index, minilm) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from rag.errors import EvalError
+    from rag.evaluate import gold_passages, load_questions
+
+    questions = load_questions(Path(__file__).parents[1] / "evals" / "questions.jsonl")
+    first = questions.questions[0]
+    pipeline, _ = _scripted(seed_index, minilm)
+    assert [p.text for p in gold_passages(pipeline, first)] == [span.text for span in first.evidence]
+    elsewhere = replace(first, evidence=(replace(first.evidence[0], source="missing.txt"),))
+    with pytest.raises(EvalError, match=r"missing\.txt is not indexed — run `rag index`"):
+        gold_passages(pipeline, elsewhere)
+
+
 def test_oracle_and_retrieval_only_exclude_each_other(seed_index, minilm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from rag.errors import EvalError
     from rag.evaluate import load_questions, run_eval
