@@ -551,7 +551,7 @@ def eval_cmd(
                     column, justify="left" if column in ("metric", "verdict") else "right", no_wrap=True
                 )
             for test in comparison.paired:
-                verdict = "a real difference" if test.p_value < 0.05 else "within chance"
+                verdict = "a real difference" if test.significant else "within chance"
                 paired.add_row(
                     test.name,
                     str(test.questions),

@@ -205,6 +205,9 @@ class OutcomeChange:
     after: str
 
 
+SIGNIFICANCE = 0.05
+
+
 @dataclass(frozen=True)
 class PairedTest:
     """A yes/no outcome of the same questions in two runs: who won where they differ.
@@ -219,6 +222,11 @@ class PairedTest:
     questions: int  # scored in both runs
     only_a: int  # good in A, not in B
     only_b: int  # good in B, not in A
+
+    @property
+    def significant(self) -> bool:
+        """Whether the difference is unlikely to be chance (p below `SIGNIFICANCE`)."""
+        return self.p_value < SIGNIFICANCE
 
     @property
     def p_value(self) -> float:
@@ -617,7 +625,7 @@ def run_eval(
     if oracle:
         selected = [question for question in selected if question.answerable]
     previous = find_previous_summary(out_dir)
-    pipeline.reader  # noqa: B018 — fail on a missing or stale index before any work
+    indexed = pipeline.reader.documents()  # also fails on a missing or stale index before any work
     if not retrieval_only:
         for language in sorted({question.lang for question in selected}):
             pipeline.answer_llm(language)  # load up front, so no question's timings include loading
@@ -639,7 +647,7 @@ def run_eval(
             record["question"] = question.question
             retrieved = pipeline.search(question.question, k=RETRIEVAL_K, filters=filters)
         else:
-            gold = gold_passages(pipeline, question) if oracle else None
+            gold = gold_passages(question, indexed) if oracle else None
             answer = ask(
                 pipeline,
                 question.question,
@@ -680,15 +688,15 @@ def run_eval(
     return EvalRun(out_dir=out_dir, summary=summary, results=results, report_path=report_path)
 
 
-def gold_passages(pipeline: Pipeline, question: Question) -> list[Passage]:
+def gold_passages(question: Question, documents: Sequence[Mapping[str, Any]]) -> list[Passage]:
     """The question's evidence spans as passages, as if retrieval had found exactly them.
 
-    Evidence names a file by its name; the index knows it by its path as indexed.
+    `documents` are the index's (`IndexReader.documents`), which know each file by its
+    path as indexed; evidence names it by its file name.
     """
-    documents = {Path(document["source"]).name: document for document in pipeline.reader.documents()}
     passages = []
     for span in question.evidence:
-        document = documents.get(Path(span.source).name)
+        document = next((d for d in documents if same_file(d["source"], span.source)), None)
         if document is None:
             raise EvalError(
                 f"{question.id}: its evidence file {span.source} is not indexed — run `rag index`"

@@ -131,10 +131,11 @@ def test_oracle_names_an_evidence_file_that_is_not_indexed(seed_index, minilm) -
     questions = load_questions(Path(__file__).parents[1] / "evals" / "questions.jsonl")
     first = questions.questions[0]
     pipeline, _ = _scripted(seed_index, minilm)
-    assert [p.text for p in gold_passages(pipeline, first)] == [span.text for span in first.evidence]
+    indexed = pipeline.reader.documents()
+    assert [p.text for p in gold_passages(first, indexed)] == [span.text for span in first.evidence]
     elsewhere = replace(first, evidence=(replace(first.evidence[0], source="missing.txt"),))
     with pytest.raises(EvalError, match=r"missing\.txt is not indexed — run `rag index`"):
-        gold_passages(pipeline, elsewhere)
+        gold_passages(elsewhere, indexed)
 
 
 def test_oracle_and_retrieval_only_exclude_each_other(seed_index, minilm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
