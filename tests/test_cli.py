@@ -142,3 +142,10 @@ def test_batch_json_answers_every_line_and_reports_bad_ones(seed_index, tmp_path
     assert lines[0]["passages"] and lines[0]["model"]["path"].endswith("gemma-3-270m-q4_k_m.gguf")
     assert "limit" in lines[1]["error"]
     assert result.returncode != 0 and "1 of 2 questions" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_oracle_with_retrieval_only_is_a_one_line_error(tmp_path: Path) -> None:
+    questions = Path(__file__).parents[1] / "evals" / "questions.jsonl"
+    result = _run("eval", "--oracle", "--retrieval-only", "--questions", str(questions), cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "choose one" in result.stderr and result.stderr.strip().count("\n") == 0
