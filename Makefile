@@ -6,16 +6,19 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
+LLAMA_CPP_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
 QUESTION ?= Seit wann unterhält Kasachstan diplomatische Beziehungen zu Israel?
 
 .PHONY: setup demo test test-quick lint eval bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install-llama-cpp.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch on disk; a newer torch would pull gigabytes of CUDA.
 	$(BIN)/pip install --quiet torch==2.13.0
-	# llama-cpp-python compiles from source once (~8 min on 2 cores); pip caches the wheel.
+	# llama-cpp-python compiles from source once (~8 min on 2 cores) for this CPU, without AMX;
+	# the wheel is cached under a key of the flags and the CPU (see the script).
+	scripts/install-llama-cpp.sh $(BIN)/python $(LLAMA_CPP_VERSION)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
