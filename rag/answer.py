@@ -1,73 +1,58 @@
-"""Answer one question: retrieve, prompt within a token budget, generate, verify.
+"""Answer one question, evidence first: select the sentence that answers, then phrase it.
 
-`ask` is the single core function behind `rag ask`, `rag chat` and `rag eval`:
-1. detect the question's language; rewrite a follow-up into a standalone question
-   (when there is history); translate a non-German question into German for the
-   keyword search (the dense search uses the original);
-2. retrieve passages (or take the ones given: the eval's oracle mode); leave out
-   those that share far less of the question's key terms than the best one
-   (`on_topic_passages`: shorter prompts, less to copy; the words that name an article
-   are not key terms); number the rest [1]…[k] inside a delimited, untrusted block;
-3. drop the lowest-ranked passages until system prompt + examples + passages +
-   question + room for the answer fit the context window, and report the drop;
-4. stream the model's answer, then verify every sentence's citations in code
-   (`rag.cite`);
-5. if nothing verified remains, or the verified answer strays from the question
-   (copied from a sentence far weaker on its key terms than the best one), and one
-   passage holds most of the question's key terms, take a *second look*: ask again
-   with that passage alone (a 1.5B model often misses an answer among five passages
-   that it finds in one); its answer is verified the same way and, when it refuses,
-   a straying first answer stands;
-6. if still nothing verified remains, return the fixed refusal sentence in the
-   question's language, with the closest passages for the reader.
+`ask` is the single core function behind `rag ask`, `rag chat` and `rag eval`. A
+question passes through each stage once:
+1. **query**: detect the language; a non-German question gets a German rendering for
+   the keyword search (`translate_for_search`); a follow-up in a chat is read with the
+   question before it (`rag.conversation.previous_question`), whose words join the search;
+2. **passages**: retrieve them (or take the ones given: the eval's oracle mode), and the
+   opening lines of each article they come from (title and byline);
+3. **sentences**: every sentence of those, with its exact span (`rag.sentences`);
+4. **selection**: rank the sentences by every signal there is and choose the evidence,
+   or none when no sentence can state what is asked (`rag.select`);
+5. **answer**: the model reads the best few sentences; if it is more likely than not to
+   open with the refusal sentence, the answer is a refusal; otherwise it writes a short
+   cited answer (`rag.phrase`), streamed;
+6. **check**: the written answer is held to the sentences it cites. When it fails the
+   check, the answer is the selected sentence itself, quoted and cited: a confident
+   selection never becomes a refusal because the model phrased it badly.
 
-It never prints; callers get tokens through `on_token` and the result as `Answer`.
+Every citation quotes its sentence character for character, with the sentence's span in
+the source document: quotes are copied by code, never generated. It never prints;
+callers get tokens through `on_token` and the result as `Answer`.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rag.cite import (
-    CITATION,
-    REFUSALS,
-    SourceSentences,
-    citations_for,
-    passage_relevance,
-    strays_from_question,
-    verify_answer,
-)
-from rag.ingest import normalize_whitespace
+from rag.cite import REFUSALS, adds_information, with_markers
+from rag.conversation import Turn, previous_question
 from rag.language import Language, detect_language
+from rag.phrase import STOP_SEQUENCES, Phrasing, check_phrasing, phrase_messages, refusal_probability
 from rag.prompts import load_prompt
 from rag.retrieve import check_query
+from rag.select import Selection, select_evidence
+from rag.sentences import Candidate, candidate_sentences, widened
 from rag.types import Citation, Passage, SearchFilters
 
 if TYPE_CHECKING:
     from rag.generate import LocalLLM
     from rag.pipeline import Pipeline
 
-STOP_SEQUENCES = ["\n\n", "<quellen>", "</quellen>", "Frage:", "Question:", "###", "<|im_end|>"]
-# Chat-template tokens and our own delimiters must not appear inside untrusted text.
-_CONTROL = re.compile(r"<\|[^|>]{1,40}\|>|</?quellen>|^###.*$", re.IGNORECASE | re.MULTILINE)
 _TRANSLATE_MAX_TOKENS = 64
-
-
-@dataclass
-class Turn:
-    """One finished exchange, kept as chat history."""
-
-    question: str
-    answer: str
+# The model reads this many of the best sentences (each with the next one where it only sets up its answer).
+EVIDENCE_SHOWN = 3
+# Below this selection confidence the terminal adds a note that the choice was close.
+CLOSE_CALL = 0.5
 
 
 @dataclass
 class Answer:
-    """The verified result of one question (see `to_json` for the stable shape)."""
+    """The checked result of one question (see `to_json` for the stable shape)."""
 
     question: str
     language: Language
@@ -76,18 +61,23 @@ class Answer:
     citations: list[Citation]
     passages: list[Passage]
     raw: str = ""
-    unverified: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-    standalone_question: str | None = None
+    confidence: float = 0.0  # how clearly the selection preferred its first sentence (0-1)
+    refusal_probability: float | None = None  # the model's, before it wrote anything
+    evidence: list[Citation] = field(default_factory=list)  # the sentences the model read, best first
+    quoted: bool = False  # the answer is the evidence itself, the phrasing having failed the check
+    phrasing_failure: str | None = None
+    previous_question: str | None = None  # the question a follow-up was read with
     search_query: str | None = None
-    dropped_passages: int = 0  # left out to fit the context window
-    off_topic_passages: int = 0  # left out as sharing too little of the question's key terms
     model_path: str = ""
     model_sha256: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
-    second_look: int | None = None  # the passage number asked about again, when that gave the answer
+
+    @property
+    def close_call(self) -> bool:
+        """Whether the best sentence was not clearly ahead of the others."""
+        return not self.refused and self.confidence < CLOSE_CALL
 
     def to_json(self) -> dict[str, Any]:
         """The `rag ask --json` object. Field names are fixed; fields may be added."""
@@ -95,6 +85,7 @@ class Answer:
             "question": self.question,
             "answer": self.answer,
             "refused": self.refused,
+            "confidence": round(self.confidence, 4),
             "citations": [
                 {
                     "n": c.n,
@@ -123,65 +114,19 @@ class Answer:
             "timings_ms": {key: round(value, 1) for key, value in self.timings_ms.items()},
             "tokens": self.tokens,
             "language": self.language,
-            "standalone_question": self.standalone_question,
+            "previous_question": self.previous_question,
             "search_query": self.search_query,
-            "unverified": self.unverified,
-            "replaced_by_quotes": self.replaced,
-            "dropped_passages": self.dropped_passages,
-            "off_topic_passages": self.off_topic_passages,
+            "evidence": [
+                {"source": e.source, "start": e.start, "end": e.end, "text": e.quote} for e in self.evidence
+            ],
+            "quoted": self.quoted,
+            "phrasing_failure": self.phrasing_failure,
+            "refusal_probability": (
+                round(self.refusal_probability, 4) if self.refusal_probability is not None else None
+            ),
             "raw": self.raw,
             "interrupted": self.interrupted,
-            "second_look": self.second_look,
         }
-
-
-def format_passages(passages: Sequence[Passage]) -> str:
-    """Number passages [1]…[k], one per line, with control sequences removed."""
-    lines = []
-    for n, passage in enumerate(passages, 1):
-        text = normalize_whitespace(_CONTROL.sub(" ", passage.text))
-        lines.append(f"[{n}] {text}")
-    return "\n".join(lines)
-
-
-def answer_messages(question: str, passages: Sequence[Passage], language: Language) -> list[dict[str, str]]:
-    return load_prompt(f"answer-{language}").render(passages=format_passages(passages), question=question)
-
-
-# However weak, the two best-ranked passages always reach the model: a question over
-# two articles may have each half answered by a passage that covers only that half.
-MIN_PASSAGES_SHOWN = 2
-
-
-def on_topic_passages(
-    passages: Sequence[Passage], questions: Sequence[str], min_relevance: float
-) -> list[Passage]:
-    """The passages whose best sentence covers at least `min_relevance` of what the best one covers.
-
-    A 1.5B model copies whatever text is put before it, and every passage costs prompt
-    time; a passage that shares little of the question's key terms is more likely to
-    be copied than to answer. The top `MIN_PASSAGES_SHOWN` stay regardless.
-    """
-    relevance = passage_relevance(passages, questions)
-    top = max(relevance, default=0.0)
-    return [
-        passage
-        for rank, (passage, value) in enumerate(zip(passages, relevance, strict=True))
-        if rank < MIN_PASSAGES_SHOWN or value >= min_relevance * top
-    ]
-
-
-def fit_passages(
-    pipeline: Pipeline, llm: LocalLLM, question: str, passages: list[Passage], language: Language
-) -> tuple[list[dict[str, str]], list[Passage]]:
-    """The prompt and the passages that fit n_ctx with room for the answer (lowest dropped first)."""
-    settings = pipeline.settings
-    kept = list(passages)
-    while True:
-        messages = answer_messages(question, kept, language)
-        if not kept or llm.count_messages(messages) + settings.max_answer_tokens <= settings.n_ctx:
-            return messages, kept
-        kept.pop()
 
 
 def translate_for_search(pipeline: Pipeline, question: str) -> str:
@@ -238,6 +183,51 @@ def _generate(
     return result
 
 
+def evidence_windows(
+    selection: Selection, shown: Sequence[Passage], questions: Sequence[str]
+) -> list[Candidate]:
+    """The chosen sentences first, then the next best, each widened where it only sets up its answer.
+
+    At most `EVIDENCE_SHOWN`, none overlapping another. A sentence that says nothing
+    the question does not ("Doch Toqajew hat eine andere Trumpfkarte im Ärmel.") or
+    ends in a colon is shown and quoted with the sentence after it.
+    """
+    ordered = [s.candidate for s in selection.chosen]
+    ordered += [s.candidate for s in selection.ranked if s.fits and s.candidate not in ordered]
+    windows: list[Candidate] = []
+    for candidate in ordered:
+        if len(windows) == EVIDENCE_SHOWN:
+            break
+        sets_up = candidate.text.rstrip().endswith(":") or not adds_information([candidate.text], questions)
+        window = widened(candidate, shown) if sets_up else candidate
+        if not any(
+            w.source == window.source and w.start < window.end and window.start < w.end for w in windows
+        ):
+            windows.append(window)
+    return windows
+
+
+def _citations(
+    windows: Sequence[Candidate], numbers: Sequence[int], shown: Sequence[Passage]
+) -> list[Citation]:
+    """One citation per cited evidence sentence, quoting it exactly, under its passage's number."""
+    return [
+        Citation(
+            n=numbers[i],
+            source=window.source,
+            title=shown[window.passage - 1].title,
+            start=window.start,
+            end=window.end,
+            quote=window.text,
+        )
+        for i, window in enumerate(windows)
+    ]
+
+
+def _quote(window: Candidate) -> str:
+    return f"„{window.text.strip()}“"
+
+
 def ask(
     pipeline: Pipeline,
     question: str,
@@ -249,88 +239,100 @@ def ask(
     on_status: Callable[[str, str], None] | None = None,
     passages: Sequence[Passage] | None = None,
 ) -> Answer:
-    """Answer `question` from the index with verified citations (see module doc).
+    """Answer `question` from the index with checked, quoted citations (see module doc).
 
     Given `passages`, answer from exactly those instead of searching (the eval's oracle
-    mode: what the model makes of perfect retrieval); they are shown as they come.
+    mode: what the system makes of perfect retrieval).
     """
-    from rag.conversation import rewrite_followup
-
     started = time.perf_counter()
     question = check_query(question)
     language = detect_language(question)
     llm = pipeline.answer_llm(language)
     llm_ms = 0.0
 
-    def llm_time() -> float:
-        usage = pipeline.aux_llm.last_usage
-        return usage.total_ms if usage else 0.0
-
-    standalone = rewrite_followup(pipeline, history, question) if history else None
-    llm_ms += llm_time() if standalone else 0.0
-    if standalone and on_status:
-        on_status("rewrite", standalone)
-    search_question = standalone or question
+    # 1. query
+    previous = previous_question(history, question)
     translated = None
     if language != "de" and pipeline.settings.translate_queries:
-        translated = translate_for_search(pipeline, search_question)
-        llm_ms += llm_time()
+        translated = translate_for_search(pipeline, question)
+        usage = pipeline.aux_llm.last_usage
+        llm_ms += usage.total_ms if usage else 0.0
         if on_status:
             on_status("translate", translated)
-    retrieve_started = time.perf_counter()
-    questions = [q for q in (search_question, translated) if q]
-    # The words that name an article ("laut Tichys Einblick", a quoted title) say where, not what.
-    key_questions = [pipeline.retriever.without_names(q) for q in questions]
-    if passages is None:
-        found = pipeline.search(
-            search_question, k=k, filters=filters, expansions=[translated] if translated else []
-        )
-        on_topic = on_topic_passages(found, key_questions, pipeline.settings.min_passage_relevance)
-    else:
-        found = on_topic = list(passages)
-    retrieve_ms = (time.perf_counter() - retrieve_started) * 1000
-    messages, kept = fit_passages(pipeline, llm, search_question, on_topic, language)
-    dropped = len(on_topic) - len(kept)
+    if previous and on_status:
+        on_status("follow_up", previous)
 
-    generated = _generate(pipeline, llm, messages, started, on_token) if kept else _Generated()
-    raw, interrupted = generated.text, generated.interrupted
+    # 2. passages
+    retrieve_started = time.perf_counter()
+    retriever = pipeline.retriever
+    if passages is None:
+        expansions = [q for q in (translated, previous) if q]
+        found = pipeline.search(question, k=k, filters=filters, expansions=expansions)
+    else:
+        found = list(passages)
+    headings = retriever.headings(found)
+    shown = [*found, *headings]
+
+    # 3. sentences and 4. selection
+    renderings = [retriever.without_names(q) for q in (question, translated) if q]
+    if previous:
+        renderings += [f"{q} {retriever.without_names(previous)}" for q in renderings]
+    selection = select_evidence(
+        renderings,
+        f"{previous} {question}" if previous else question,
+        candidate_sentences(found, headings),
+        pipeline.multilingual if pipeline.settings.multilingual_weight > 0 else None,
+        kind_question=question,
+    )
+    windows = evidence_windows(selection, shown, renderings)
+    retrieve_ms = (time.perf_counter() - retrieve_started) * 1000
+
+    # 5. answer
+    messages = phrase_messages(question, windows, language, previous) if windows else []
+    p_refuse = refusal_probability(llm, messages, language) if windows else None
+    generated = _Generated()
+    if p_refuse is not None and p_refuse <= pipeline.settings.refusal_threshold:
+        generated = _generate(pipeline, llm, messages, started, on_token)
     llm_ms += generated.llm_ms
-    sources = SourceSentences.of(kept, key_questions)
-    verified = verify_answer(raw, kept, questions, sources)
-    second_look = None
-    if (
-        not interrupted
-        and pipeline.settings.second_look
-        and (verified.refused or strays_from_question(verified, sources))
-    ):
-        focus = sources.focus()
-        if focus is not None:
-            if on_status:
-                on_status("second_look", f"[{focus}] {kept[focus - 1].source}")
-            focused = answer_messages(search_question, [kept[focus - 1]], language)
-            retry = _generate(pipeline, llm, focused, started, on_token)
-            llm_ms += retry.llm_ms
-            interrupted = retry.interrupted
-            # The retry saw one passage as [1]; point its markers at that passage's number here.
-            renumbered = CITATION.sub(lambda m: f" [{focus}]" if m.group(1) == "1" else " [0]", retry.text)
-            second = verify_answer(renumbered, kept, questions, sources)
-            if not second.refused and not interrupted:
-                raw, verified, second_look = renumbered, second, focus
-    refused = verified.refused or interrupted
+
+    # 6. check
+    phrasing = (
+        check_phrasing(generated.text, windows, renderings, selection.answer_type) if windows else Phrasing()
+    )
+    refused = (
+        not windows
+        or p_refuse is None
+        or p_refuse > pipeline.settings.refusal_threshold
+        or generated.interrupted
+    )
+    quoted = not refused and not phrasing.ok
+    cited = [] if refused else [1] if quoted else phrasing.cited()
+    answer_passages, numbers = _answer_passages(found, shown, [windows[n - 1] for n in cited])
+    number_of = dict(zip(cited, numbers, strict=True))
+    if refused:
+        text = REFUSALS[language]
+    elif quoted:
+        text = with_markers(_quote(windows[0]), [number_of[1]])
+    else:
+        text = " ".join(
+            with_markers(sentence, sorted({number_of[n] for n in evidence}))
+            for sentence, evidence in phrasing.sentences
+        )
     return Answer(
         question=question,
         language=language,
-        answer=REFUSALS[language] if refused else verified.text(),
+        answer=text,
         refused=refused,
-        citations=[] if refused else citations_for(verified, kept),
-        passages=kept,
-        raw=raw,
-        unverified=[s.text for s in verified.unverified],
-        replaced=verified.replaced,
-        standalone_question=standalone,
+        citations=_citations([windows[n - 1] for n in cited], numbers, shown),
+        passages=answer_passages,
+        raw=generated.text,
+        confidence=selection.confidence if windows else 0.0,
+        refusal_probability=p_refuse,
+        evidence=_citations(windows, [w.passage for w in windows], shown),
+        quoted=quoted,
+        phrasing_failure=phrasing.failure if generated.text else None,
+        previous_question=previous,
         search_query=translated,
-        dropped_passages=dropped,
-        off_topic_passages=len(found) - len(on_topic),
         model_path=str(llm.model_path),
         model_sha256=llm.sha256,
         timings_ms={
@@ -344,6 +346,19 @@ def ask(
             "completion": generated.completion_tokens,
             "cached": generated.cached_tokens,
         },
-        interrupted=interrupted,
-        second_look=second_look,
+        interrupted=generated.interrupted,
     )
+
+
+def _answer_passages(
+    found: Sequence[Passage], shown: Sequence[Passage], cited: Sequence[Candidate]
+) -> tuple[list[Passage], list[int]]:
+    """The retrieved passages plus the headings that a citation points into; each citation's number there."""
+    passages = list(found)
+    numbers = []
+    for window in cited:
+        passage = shown[window.passage - 1]
+        if passage not in passages:
+            passages.append(passage)
+        numbers.append(passages.index(passage) + 1)
+    return passages, numbers

@@ -1,56 +1,55 @@
-"""Conversation state for `rag chat`: history within a token budget and follow-up rewriting.
+"""Conversation state for `rag chat`: the turns so far, and which question a follow-up continues.
 
-A follow-up such as "Und was sagte Lawrow dazu?" is rewritten by the model into a
-standalone question before retrieval, using the most recent turns. History is
-trimmed oldest-first to fit `HISTORY_TOKEN_BUDGET`, so a long conversation can
-never overflow the context. Citations always refer to the current turn's passages;
-old answers are passed without their markers. Left out: summarising old turns.
+A follow-up such as "Und was sagte er über territoriale Fragen?" or "By whom?" is read
+together with the question before it: that question's words join the search and the
+evidence selection, and the model is shown it beside the follow-up. Nothing is
+rewritten by the model: a 1.5B model's free rewrite of a follow-up turned "Und welcher
+Zeitung gab Lawrow sein Interview?" into a garbled question that was then refused.
+
+A question counts as a follow-up when it opens with "und"/"and", refers back with a
+pronoun or "dort"/"there", or is too short to stand alone (`is_follow_up`). Old answers
+are not used: they are model text. Left out: summarising old turns.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from rag.cite import CITATION
-from rag.prompts import load_prompt
-
-if TYPE_CHECKING:
-    from rag.answer import Turn
-    from rag.pipeline import Pipeline
-
-HISTORY_TOKEN_BUDGET = 600
-_REWRITE_MAX_TOKENS = 80
-
-
-def recent_history(pipeline: Pipeline, history: Sequence[Turn]) -> list[Turn]:
-    """The newest turns (at most settings.history_turns) that fit the token budget."""
-    kept: list[Turn] = []
-    used = 0
-    for turn in reversed(
-        history[-pipeline.settings.history_turns :] if pipeline.settings.history_turns else []
-    ):
-        cost = pipeline.aux_llm.count_tokens(turn.question + turn.answer)
-        if used + cost > HISTORY_TOKEN_BUDGET:
-            break
-        kept.insert(0, turn)
-        used += cost
-    return kept
+# A question of fewer words than this cannot stand alone ("By whom?", "Und wann?").
+MIN_STANDALONE_WORDS = 4
+_REFERS_BACK = re.compile(
+    r"^\s*(und|and|also|aber|but)\b|"
+    r"\b(er|ihn|ihm|ihnen|sein|seine[mnrs]?|dort|damals|dazu|darin|darüber|davon|dafür|he|him|his|she|her|"
+    r"they|them|their|it|its|there)\b",
+    re.IGNORECASE,
+)
 
 
-def format_history(turns: Sequence[Turn]) -> str:
-    return "\n".join(f"Frage: {t.question}\nAntwort: {CITATION.sub('', t.answer).strip()}" for t in turns)
+@dataclass
+class Turn:
+    """One finished exchange, kept as chat history.
+
+    `question` is the question as it was read: a follow-up carries the question it continued.
+    """
+
+    question: str
+    answer: str
 
 
-def rewrite_followup(pipeline: Pipeline, history: Sequence[Turn], question: str) -> str | None:
-    """A standalone version of `question`, or None when there is no usable history."""
-    turns = recent_history(pipeline, history)
-    if not turns:
+def is_follow_up(question: str) -> bool:
+    """Whether the question leans on the one before it (see module doc)."""
+    return len(re.findall(r"\w+", question)) < MIN_STANDALONE_WORDS or bool(_REFERS_BACK.search(question))
+
+
+def previous_question(history: Sequence[Turn], question: str) -> str | None:
+    """The question that a follow-up continues, or None for a question that stands alone."""
+    if not history or not is_follow_up(question):
         return None
-    messages = load_prompt("rewrite").render(history=format_history(turns), question=question)
-    text = pipeline.aux_llm.complete_chat(
-        messages, max_tokens=_REWRITE_MAX_TOKENS, stop=["\n"], temperature=0.0
-    )
-    rewritten = re.sub(r"^(Frage|Question|Letzte Frage)\s*:\s*", "", text.strip())
-    return rewritten or None
+    return history[-1].question
+
+
+def as_read(question: str, previous: str | None) -> str:
+    """The question as it was read: with the one it continues, for the next turn's history."""
+    return f"{previous} {question}" if previous else question

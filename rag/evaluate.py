@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rag.cite import article_context, is_refusal, is_supported, parse_markers, split_answer_sentences
+from rag.conversation import Turn, as_read
 from rag.errors import EvalError
 from rag.language import Language
 from rag.types import Passage, SearchFilters
 
 if TYPE_CHECKING:
-    from rag.answer import Answer, Turn
+    from rag.answer import Answer
     from rag.pipeline import Pipeline
 
 QUESTION_TYPES = ("fact", "multi-doc", "english", "unanswerable", "false-premise", "follow-up", "comments")
@@ -52,6 +53,8 @@ DEFAULT_QUESTIONS = Path("evals/questions.jsonl")
 DEFAULT_RUNS_DIR = Path("evals/runs")
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
+# Source files are read whole to check quotes; no indexed file is larger (see `max_file_mb`).
+MAX_SOURCE_BYTES = 1 << 30
 # Locations, not behaviour: the index and model they point to are recorded by hash.
 UNHASHED_SETTINGS = ("index_dir", "model_dir")
 
@@ -61,6 +64,9 @@ METRIC_KEYS = (
     "retrieval_mrr",
     "context_recall",
     "answer_correct",
+    "evidence_precision@1",
+    "evidence_recall",
+    "quote_exact",
     "refusal_rate",
     "false_refusal_rate",
     "false_premise_correct",
@@ -425,6 +431,11 @@ def score_result(question: Question, record: Mapping[str, Any]) -> dict[str, Any
         if question.answerable
         else None
     )
+    evidence = [_span(e) for e in record.get("evidence", [])]
+    if question.evidence and evidence:
+        hits = [any(overlap_chars(e, gold) > 0 for gold in question.evidence) for e in evidence]
+        scores["evidence_precision@1"], scores["evidence_recall"] = hits[0], any(hits)
+    scores["quote_exact"] = record.get("quotes_exact")
     final = citation_scores(record["answer"], shown, question.evidence) if not refused else {}
     raw = citation_scores(record.get("raw", ""), shown, question.evidence)
     for name in ("validity", "recall", "precision"):
@@ -473,6 +484,9 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> Metrics:
     metrics["retrieval_mrr"] = _rounded(_mean(values("reciprocal_rank")))
     metrics["context_recall"] = _rounded(_mean(values("context_recall")))
     metrics["answer_correct"] = _rounded(_mean(values("correct")))
+    metrics["evidence_precision@1"] = _rounded(_mean(values("evidence_precision@1")))
+    metrics["evidence_recall"] = _rounded(_mean(values("evidence_recall")))
+    metrics["quote_exact"] = _rounded(_mean(values("quote_exact", answered)))
     metrics["refusal_rate"] = _rounded(_mean(values("refused", lambda r: not r["answerable"])))
     metrics["false_refusal_rate"] = _rounded(_mean(values("refused", lambda r: r["answerable"])))
     metrics["false_premise_correct"] = _rounded(
@@ -592,12 +606,13 @@ def _passage_json(n: int, passage: Any) -> dict[str, Any]:
 
 def _history(question: Question, answers: Mapping[str, tuple[Question, Answer]]) -> list[Turn]:
     """The chain of turns a follow-up continues: its parent's history, then the parent itself."""
-    from rag.answer import Turn
-
     if question.follows is None:
         return []
     parent, parent_answer = answers[question.follows]
-    return [*_history(parent, answers), Turn(parent.question, parent_answer.answer)]
+    return [
+        *_history(parent, answers),
+        Turn(as_read(parent.question, parent_answer.previous_question), parent_answer.answer),
+    ]
 
 
 def run_eval(
@@ -659,11 +674,12 @@ def run_eval(
                 raise KeyboardInterrupt
             answers[question.id] = (question, answer)
             record.update(answer.to_json())
+            record["quotes_exact"] = quotes_exact(answer, pipeline.cwd) if answer.citations else None
             retrieved = gold or pipeline.search(
-                answer.standalone_question or answer.question,
+                answer.question,
                 k=RETRIEVAL_K,
                 filters=filters,
-                expansions=[answer.search_query] if answer.search_query else [],
+                expansions=[q for q in (answer.search_query, answer.previous_question) if q],
             )
         record["retrieved"] = [_passage_json(n, p) for n, p in enumerate(retrieved, 1)]
         record["gold"] = question.gold_json()
@@ -686,6 +702,19 @@ def run_eval(
     )
     report_path = write_report(out_dir, summary, results, previous)
     return EvalRun(out_dir=out_dir, summary=summary, results=results, report_path=report_path)
+
+
+def quotes_exact(answer: Answer, cwd: Path) -> bool:
+    """Whether every citation quotes its source file character for character at its span."""
+    from rag.ingest import decode_file
+
+    texts: dict[str, str] = {}
+    for citation in answer.citations:
+        if citation.source not in texts:
+            texts[citation.source] = decode_file(cwd / citation.source, MAX_SOURCE_BYTES)
+        if texts[citation.source][citation.start : citation.end] != citation.quote:
+            return False
+    return True
 
 
 def gold_passages(question: Question, documents: Sequence[Mapping[str, Any]]) -> list[Passage]:

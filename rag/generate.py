@@ -245,6 +245,33 @@ class LocalLLM:
                 finish_reason=finish_reason,
             )
 
+    def continuation_logprob(self, messages: list[dict[str, str]], continuation: str) -> float:
+        """The log-probability that the model's reply to `messages` starts with `continuation`.
+
+        The prompt is evaluated as `stream_chat` would (the cached prefix is reused), then
+        each continuation token is scored from the last logits and fed in. A following
+        `stream_chat` with the same messages finds the whole prompt cached.
+        """
+        import numpy as np
+
+        tokens = self._prompt_tokens(self._render(messages))
+        wanted = self._llama.tokenize(continuation.encode("utf-8"), add_bos=False, special=False)
+        if len(tokens) + len(wanted) >= self.n_ctx:
+            raise PromptError(
+                f"the prompt needs {len(tokens)} tokens but the context window holds {self.n_ctx}"
+            )
+        llama = self._llama
+        cached = llama.longest_token_prefix(list(llama.eval_tokens), tokens)
+        llama.n_tokens = min(cached, len(tokens) - 1)  # the last prompt token is fed again for its logits
+        llama.eval(tokens[llama.n_tokens :])
+        total = 0.0
+        for token in wanted:
+            logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),))
+            shifted = logits.astype(np.float64) - float(logits.max())
+            total += float(shifted[token] - np.log(np.exp(shifted).sum()))
+            llama.eval([token])
+        return total
+
     def complete_chat(
         self,
         messages: list[dict[str, str]],

@@ -19,26 +19,28 @@ if TYPE_CHECKING:
     from rag.answer import Answer
     from rag.pipeline import Pipeline
 
-STATUS_LABELS = {"rewrite": "↳ ", "translate": "⇄ ", "second_look": "⟳ no verified answer; looking again at "}
+STATUS_LABELS = {"follow_up": "↳ read with: ", "translate": "⇄ "}
 STATUS_STYLE = "dim italic"
 
 
 def status_line(kind: str, text: str) -> Text:
-    """A dimmed line for an intermediate step, e.g. `↳ <standalone question>` for a rewrite."""
+    """A dimmed line for an intermediate step, e.g. `⇄ <German search question>` for a translation."""
     return Text(f"{STATUS_LABELS.get(kind, '')}{text}", style=STATUS_STYLE)
 
 
 def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
-    """The verified answer, unverified sentences marked, then the sources table."""
+    """The checked answer, notes on how sure it is, then the sources table with each quote."""
     target.print(Text(result.answer, style="bold" if not result.refused else "yellow"))
-    for sentence in result.unverified:
-        target.print(Text(f"  ✗ unverified, removed: {sentence}", style="dim strike"))
-    for sentence in result.replaced:
-        target.print(Text(f"  ↺ replaced by the source's own words: {sentence}", style="dim"))
-    if result.dropped_passages:
+    if result.quoted and result.raw.strip():
+        target.print(
+            Text(f"  ↺ quoted: the model's wording did not hold up ({result.raw.strip()})", style="dim")
+        )
+    if result.close_call:
         target.print(
             Text(
-                f"({result.dropped_passages} lower-ranked passage(s) dropped to fit the context)", style="dim"
+                f"  (a close call: the best sentence was not clearly ahead of the others, confidence "
+                f"{result.confidence:.2f})",
+                style="dim",
             )
         )
     if result.citations:
@@ -65,22 +67,14 @@ def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
         for n, passage in enumerate(result.passages, 1):
             table.add_row(str(n), Text(passage.source), f"{passage.start}–{passage.end}", Text(passage.text))
         target.print(table)
-        if show_passages and result.off_topic_passages:
-            target.print(
-                Text(
-                    f"({result.off_topic_passages} more retrieved passage(s) left out: they share too little "
-                    "of the question's key terms; `rag search` lists them)",
-                    style="dim",
-                )
-            )
 
 
 def stream_answer(pipeline: Pipeline, question: str, stream: bool, target: Console, **kwargs: Any) -> Answer:
     """Run `ask`, showing a spinner and then the tokens live; the verified answer replaces them.
 
-    When streaming, status lines (the rewritten follow-up, the search translation, a
-    second look at one passage) are printed dimmed above the live area and stay on
-    screen. `kwargs` go to `ask`.
+    When streaming, status lines (the question a follow-up is read with, the search
+    translation) are printed dimmed above the live area and stay on screen. `kwargs` go
+    to `ask`.
     """
     from rich.live import Live
 
@@ -91,8 +85,6 @@ def stream_answer(pipeline: Pipeline, question: str, stream: bool, target: Conso
 
     def on_status(kind: str, text: str) -> None:
         target.print(status_line(kind, text))
-        if kind == "second_look":
-            shown.plain = ""  # the first attempt's tokens give way to the second's
 
     shown = Text(style="dim")
     waiting = Spinner("dots", text=Text("searching…", style="dim"))

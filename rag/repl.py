@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rag.answer import Turn
+from rag.conversation import Turn, as_read
 from rag.errors import InputError, RagError
 from rag.render import render_answer, status_line, stream_answer
 from rag.types import SearchFilters
@@ -140,8 +140,8 @@ def conversation_markdown(answers: list[Answer], title: str) -> str:
     lines = [f"# {title}", ""]
     for number, result in enumerate(answers, 1):
         lines += [f"## {number}. {result.question}", ""]
-        if result.standalone_question:
-            lines += [f"*Searched as:* {result.standalone_question}", ""]
+        if result.previous_question:
+            lines += [f"*Read with:* {result.previous_question}", ""]
         lines += [result.answer, ""]
         if result.citations:
             lines += ["Sources:", ""]
@@ -198,15 +198,15 @@ class ChatSession:
             self.console.print(Text("(interrupted)", style="yellow"))
             return result
         self.history.append(
-            Turn(question=result.standalone_question or result.question, answer=result.answer)
+            Turn(question=as_read(result.question, result.previous_question), answer=result.answer)
         )
         self.answers.append(result)
         if self.json_out is not None:
             self.json_out.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
             self.json_out.flush()
             return result
-        if not stream and result.standalone_question:
-            self.console.print(status_line("rewrite", result.standalone_question))
+        if not stream and result.previous_question:
+            self.console.print(status_line("follow_up", result.previous_question))
         render_answer(result, False, self.console)
         return result
 

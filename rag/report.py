@@ -151,12 +151,12 @@ def _verdict(record: Mapping[str, Any]) -> str:
 
 def _failure_block(record: Mapping[str, Any]) -> list[str]:
     question = record.get("question", "")
-    if record.get("standalone_question"):
-        question += f" (rewritten: {record['standalone_question']})"
+    if record.get("previous_question"):
+        question += f" (read with: {record['previous_question']})"
     if "answer" in record:
         answer = record["answer"]
-        if record.get("unverified"):
-            answer += " — removed as unverified: " + " / ".join(record["unverified"])
+        if record.get("quoted"):
+            answer += f" — quoted, the model's wording failed the check: {record.get('phrasing_failure')}"
     else:
         top = record.get("retrieved", [])[:3]
         answer = " / ".join(f"[{p['n']}] {Path(p['source']).name} {p['start']}–{p['end']}" for p in top)

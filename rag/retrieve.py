@@ -304,6 +304,11 @@ class Retriever:
         floor = min(hits.values()) if hits else 0.0
         return np.array([sims.get(cid, floor) for cid in candidates])
 
+    def headings(self, passages: Sequence[Passage]) -> list[Passage]:
+        """The opening chunk (title, byline) of each article that `passages` come from."""
+        sources = dict.fromkeys(p.source for p in passages)
+        return [_passage(chunks[0], 0.0) for s in sources if (chunks := self.reader.chunks_by_source.get(s))]
+
     def without_names(self, query: str) -> str:
         """`query` without the phrases that name indexed articles (see `without_document_names`)."""
         return without_document_names(query, self._documents)

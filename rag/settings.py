@@ -83,14 +83,6 @@ class Settings(BaseSettings):
         "English in one space) in fusion.",
     )
     include_comments: bool = Field(False, description="Also retrieve from reader-comment sections.")
-    min_passage_relevance: float = Field(
-        0.5,
-        ge=0,
-        le=1,
-        description="Retrieved passages whose best sentence covers less than this share of the question's "
-        "key terms, relative to the best passage, are not given to the model (the top two always are); "
-        "0 gives it all top_k.",
-    )
     translate_queries: bool = Field(
         True, description="Let the model translate non-German questions into German for keyword search."
     )
@@ -108,10 +100,12 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(
         320, ge=16, description="Room reserved for the answer in the prompt budget."
     )
-    second_look: bool = Field(
-        True,
-        description="When no verified answer comes back, ask once more with only the passage that best "
-        "matches the question's key terms.",
+    refusal_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="The answer is a refusal when the model, shown the selected evidence, is more likely "
+        "than this to open its reply with the refusal sentence; 1 leaves refusing to the evidence selection.",
     )
     history_turns: int = Field(4, ge=0, description="Chat turns kept for follow-up questions.")
     seed: int = Field(0, description="Random seed for generation.")

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the real encoders and a real index built from the seeds.
+"""Shared pytest fixtures: the real encoders, a real index built from the seeds, and the one fake model.
 
 Expensive things (loading MiniLM and the multilingual encoder, embedding the seed
 articles) happen once per test session; tests that change an index get their own
@@ -7,16 +7,19 @@ copy of the session's index.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from rag.generate import Usage
 from rag.settings import Settings
 from rag.types import IndexReport
 
@@ -122,3 +125,63 @@ def default_llm():  # type: ignore[no-untyped-def]
     settings = Settings()
     path = pull(settings.model, settings.model_dir)
     return LocalLLM.load(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=settings.seed)
+
+
+@dataclass
+class ScriptedLLM:
+    """Stands in for `LocalLLM` where a test pins down what the answering code does with each output.
+
+    `stream_chat` and `complete_chat` give the next scripted reply; with none left, an
+    answer echoes the opening words of evidence [1], cited, and any other call (a
+    translation) echoes the user's message. `continuation_logprob` reports the set
+    `refusal_probability`. Tokens are counted as one per four characters.
+    """
+
+    replies: list[str] = field(default_factory=list)
+    refusal_probability: float = 0.1
+    n_ctx: int = 4096
+    model_path: Path = Path("scripted.gguf")
+    sha256: str = "0" * 64
+    last_usage: Usage | None = None
+    calls: list[list[dict[str, str]]] = field(default_factory=list)
+    scored: list[list[dict[str, str]]] = field(default_factory=list)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4
+
+    def count_messages(self, messages: list[dict[str, str]]) -> int:
+        return sum(self.count_tokens(m["content"]) for m in messages)
+
+    def continuation_logprob(self, messages: list[dict[str, str]], continuation: str) -> float:
+        self.scored.append(messages)
+        return math.log(self.refusal_probability)
+
+    def _reply(self, messages: list[dict[str, str]]) -> str:
+        if self.replies:
+            return self.replies.pop(0)
+        evidence = re.search(r"^\[1\] (.+)$", messages[-1]["content"], re.MULTILINE)
+        if evidence is None:
+            return messages[-1]["content"]
+        return " ".join(re.findall(r"[\w-]+", evidence.group(1))[:12]) + " [1]."
+
+    def stream_chat(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        stop: list[str] | None = None,
+        temperature: float = 0.0,
+    ) -> Iterator[str]:
+        self.calls.append(messages)
+        reply = self._reply(messages)
+        self.last_usage = Usage(self.count_messages(messages), 0, self.count_tokens(reply), 1.0, 2.0, "stop")
+        words = reply.split(" ")
+        yield from words[:1] + [" " + word for word in words[1:]]
+
+    def complete_chat(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        stop: list[str] | None = None,
+        temperature: float = 0.0,
+    ) -> str:
+        return "".join(self.stream_chat(messages, max_tokens, stop, temperature))

@@ -424,6 +424,28 @@ def test_cli_eval_retrieval_only_fails_a_missed_floor(seeds_settings: Settings, 
     assert "retrieval_recall@10" in compared.output
 
 
+def test_every_quote_of_a_full_run_is_an_exact_slice_of_its_source(
+    seeds_settings: Settings, tmp_path: Path
+) -> None:
+    """The whole question set through `ask` (a scripted model): no quote is ever generated."""
+    from conftest import ScriptedLLM
+
+    from rag.ingest import decode_file
+
+    llm = ScriptedLLM(refusal_probability=0.2)
+    pipeline = Pipeline(seeds_settings, llm=llm, cwd=ROOT)  # type: ignore[arg-type]
+    run = run_eval(pipeline, load_questions(QUESTIONS), tmp_path / "quotes")
+    answered = [r for r in run.results if r["citations"]]
+    assert len(answered) > len(run.results) / 2
+    for record in answered:
+        assert record["quotes_exact"] is True and record["scores"]["quote_exact"] is True
+        for citation in record["citations"]:
+            text = decode_file(ROOT / citation["source"], 10**8)
+            assert text[citation["start"] : citation["end"]] == citation["quote"]
+    assert run.summary["overall"]["quote_exact"] == 1.0
+    assert run.summary["overall"]["evidence_precision@1"] is not None
+
+
 @pytest.mark.slow
 def test_full_eval_on_the_default_model(seeds_settings: Settings, tmp_path: Path) -> None:
     questions = load_questions(QUESTIONS)
@@ -434,7 +456,7 @@ def test_full_eval_on_the_default_model(seeds_settings: Settings, tmp_path: Path
         assert record["scores"]["refused"] in (True, False)
         assert len(record["retrieved"]) == 10
     follow_ups = [r for r, q in zip(run.results, questions.questions, strict=False) if q.follows]
-    assert all(r["standalone_question"] for r in follow_ups), "a follow-up must get its history"
+    assert all(r["previous_question"] for r in follow_ups), "a follow-up must be read with its question"
     overall = run.summary["overall"]
     assert overall["answer_correct"] is not None
     assert overall["total_p50_ms"] is not None and overall["total_p50_ms"] > 0

@@ -36,7 +36,7 @@ def test_wheel_ships_prompts_and_schema_and_loads_them(tmp_path: Path) -> None:
         "import rag, rag.prompts, rag.evaluate as e; "
         "print(rag.__file__); "
         "print(rag.prompts.prompts_dir()); "
-        "names = ('answer-de', 'answer-en', 'translate', 'rewrite'); "
+        "names = ('phrase-de', 'phrase-en', 'translate'); "
         "print(sorted(rag.prompts.load_prompt(n).label for n in names))"
     )
     out = subprocess.run(
@@ -49,5 +49,5 @@ def test_wheel_ships_prompts_and_schema_and_loads_them(tmp_path: Path) -> None:
     ).stdout.splitlines()
     assert out[0].startswith(str(target))
     assert out[1] == str(target / "rag" / "prompts")
-    assert "answer-de.v" in out[2] and "rewrite.v1" in out[2]
+    assert "phrase-de.v" in out[2] and "translate.v1" in out[2]
     assert (target / "rag" / "data" / "questions.schema.json").is_file()

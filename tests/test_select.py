@@ -1,0 +1,147 @@
+"""Evidence-first answering, the stages before the model: candidate sentences and their selection.
+
+Pure logic (answer types, key-term weights) is tested on small strings; the selection
+itself runs on the real seed index with the real multilingual encoder, and every
+chosen span is checked against the source file.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from rag.ingest import decode_file
+from rag.pipeline import Pipeline
+from rag.select import KeyTerms, answer_type, can_state, question_coverages, select_evidence
+from rag.sentences import candidate_sentences, widened
+from rag.types import Passage
+
+if TYPE_CHECKING:
+    from conftest import SeedIndex
+
+    from rag.embed import Embedder
+    from rag.select import Selection
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Wie viele Abkommen unterzeichnete Tokajew?", "quantity"),
+        ("How much does a grenade cost?", "quantity"),
+        ("Seit wann unterhält Kasachstan Beziehungen zu Israel?", "date"),
+        ("In welchem Jahr fand der Gipfel statt?", "date"),
+        ("When did Kazakhstan join the Abraham Accords?", "date"),
+        ("Wer hat den Artikel geschrieben, und an welchem Tag erschien er?", "byline"),
+        ("Who wrote the article about Tokayev?", "byline"),
+        ("Welchen Titel trägt der Artikel, der in The National Interest veröffentlicht wurde?", "any"),
+        ("Warum reiste Vance in den Südkaukasus?", "any"),
+    ],
+)
+def test_answer_type(question: str, kind: str) -> None:
+    assert answer_type(question) == kind
+
+
+def test_a_number_from_the_question_states_no_quantity() -> None:
+    question = "How many soldiers were sent in January 2022?"
+    assert not can_state("quantity", "Russian troops came in January 2022.", question)
+    assert can_state("quantity", "About 2,000 troops came in January 2022.", question)
+    assert can_state("quantity", "Es kamen zwölf Tage später Truppen.", "Wie viele Tage?")
+    assert can_state("date", "Das geschah im Herbst.", "Wann geschah das?")
+    assert not can_state("date", "Das geschah in Moskau.", "Wann geschah das?")
+
+
+def test_rare_key_terms_weigh_more_than_the_subject_named_everywhere() -> None:
+    sentences = [
+        "Tokajew traf Putin.",
+        "Tokajew wurde 1953 in Moskau geboren.",
+        "Tokajew sprach in Astana.",
+        "Tokajew reiste nach Washington.",
+    ]
+    from rag.keyword import analyze
+
+    terms = [set(analyze(s)) for s in sentences]
+    keys = KeyTerms.of("Wann wurde Tokajew geboren?", terms)
+    weight = {
+        next(t for t in words if not t.startswith("~")): w
+        for words, w in zip(keys.words, keys.weights, strict=True)
+    }
+    assert weight["gebor"] > weight["tokajew"]
+    coverages = question_coverages("Wann wurde Tokajew geboren?", terms)
+    assert coverages.index(max(coverages)) == 1 and coverages[1] == 1.0
+    # Without key terms nothing tells sentences apart.
+    assert question_coverages("Wann?", terms) == [1.0] * 4
+
+
+def _select(pipeline: Pipeline, question: str, k: int = 5) -> tuple[Selection, list[Passage], list[Passage]]:
+    retriever = pipeline.retriever
+    found = pipeline.search(question, k=k)
+    headings = retriever.headings(found)
+    selection = select_evidence(
+        [retriever.without_names(question)],
+        question,
+        candidate_sentences(found, headings),
+        pipeline.multilingual,
+    )
+    return selection, found, headings
+
+
+@pytest.fixture(scope="module")
+def pipeline(seed_index_template: SeedIndex, minilm: Embedder, multilingual: Embedder) -> Pipeline:
+    return Pipeline(
+        seed_index_template.settings, embedder=minilm, multilingual=multilingual, cwd=seed_index_template.cwd
+    )
+
+
+def _exact(pipeline: Pipeline, source: str, start: int, end: int, text: str) -> bool:
+    document = decode_file(pipeline.cwd / source, 10**8)
+    return document[start:end] == text
+
+
+def test_candidates_are_exact_slices_and_include_the_headings(pipeline: Pipeline) -> None:
+    found = pipeline.search("Welche Trumpfkarte hat Toqajew gegenüber Russland im Ärmel?")
+    headings = pipeline.retriever.headings(found)
+    candidates = candidate_sentences(found, headings)
+    assert len(candidates) > len(found)
+    for candidate in candidates:
+        assert _exact(pipeline, candidate.source, candidate.start, candidate.end, candidate.text)
+    headings_of = [c.source for c in candidates if c.heading]
+    assert sorted(headings_of) == sorted({p.source for p in found})  # one heading per article
+    assert all(c.passage > len(found) for c in candidates if c.heading)
+    shown = [*found, *headings]
+    wide = widened(next(c for c in candidates if c.next_end), shown, before=True)
+    assert _exact(pipeline, wide.source, wide.start, wide.end, wide.text)
+
+
+def test_the_sentence_that_answers_is_chosen_and_copied_exactly(pipeline: Pipeline) -> None:
+    selection, _, _ = _select(pipeline, "Seit wann unterhält Kasachstan formelle Beziehungen zu Israel?")
+    best = selection.chosen[0].candidate
+    assert "1992" in best.text and selection.answer_type == "date"
+    assert _exact(pipeline, best.source, best.start, best.end, best.text)
+    assert 0.5 < selection.confidence <= 1.0
+
+
+def test_a_byline_question_is_answered_by_the_heading(pipeline: Pipeline) -> None:
+    question = "Wer hat den Artikel über Kasachstans Präsidenten und Trump geschrieben, und wann erschien er?"
+    selection, _, _ = _select(pipeline, question)
+    best = selection.chosen[0].candidate
+    assert best.heading and "Korybko" in best.text and "2026" in best.text
+
+
+def test_a_quantity_that_no_relevant_sentence_states_empties_the_selection(pipeline: Pipeline) -> None:
+    selection, _, _ = _select(
+        pipeline, "Wie viel kostet eine in Kasachstan hergestellte Granate nach NATO-Standard?"
+    )
+    assert selection.empty and selection.answer_type == "quantity"
+    assert selection.ranked and not any(s.fits for s in selection.ranked)
+
+
+def test_a_two_part_question_gets_a_sentence_from_each_article(pipeline: Pipeline) -> None:
+    question = (
+        "Wie viele Abkommen unterzeichnete Tokajew bei seinem Besuch in Washington, "
+        "und welchen Friedenspreis schlug er zu Trumps Ehren vor?"
+    )
+    selection, _, _ = _select(pipeline, question)
+    texts = " ".join(s.candidate.text for s in selection.chosen)
+    assert len(selection.chosen) == 2 and "29" in texts and "Friedenspreis" in texts
+    assert selection.chosen[0].candidate.source != selection.chosen[1].candidate.source
