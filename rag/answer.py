@@ -26,7 +26,6 @@ It never prints; callers get tokens through `on_token` and the result as `Answer
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from rag.ingest import normalize_whitespace
 from rag.language import Language, detect_language
 from rag.prompts import load_prompt
 from rag.retrieve import check_query
+from rag.sanitize import for_prompt
 from rag.types import Citation, Passage, SearchFilters
 
 if TYPE_CHECKING:
@@ -52,8 +52,6 @@ if TYPE_CHECKING:
     from rag.pipeline import Pipeline
 
 STOP_SEQUENCES = ["\n\n", "<quellen>", "</quellen>", "Frage:", "Question:", "###", "<|im_end|>"]
-# Chat-template tokens and our own delimiters must not appear inside untrusted text.
-_CONTROL = re.compile(r"<\|[^|>]{1,40}\|>|</?quellen>|^###.*$", re.IGNORECASE | re.MULTILINE)
 _TRANSLATE_MAX_TOKENS = 64
 
 
@@ -139,7 +137,7 @@ def format_passages(passages: Sequence[Passage]) -> str:
     """Number passages [1]…[k], one per line, with control sequences removed."""
     lines = []
     for n, passage in enumerate(passages, 1):
-        text = normalize_whitespace(_CONTROL.sub(" ", passage.text))
+        text = normalize_whitespace(for_prompt(passage.text))
         lines.append(f"[{n}] {text}")
     return "\n".join(lines)
 

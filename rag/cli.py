@@ -3,8 +3,9 @@
 Nothing here decides anything about retrieval or answering; that lives in the
 core modules, reached through `rag.pipeline.Pipeline`. Heavy modules are imported
 inside the commands so that `rag --help` starts instantly. Text from documents is
-always rendered as plain `Text`, never as rich markup. A `RagError` becomes one
-line on stderr and a non-zero exit code, never a traceback.
+always rendered through `rag.render.safe_text`: plain `Text`, never rich markup,
+never a terminal escape sequence. A `RagError` becomes one line on stderr and a
+non-zero exit code, never a traceback.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.errors import InputError, RagError
-from rag.render import render_answer, stream_answer
+from rag.render import error_line, render_answer, safe_text, stream_answer
 from rag.settings import Settings
 from rag.types import Passage, SearchFilters
 
@@ -115,9 +116,8 @@ def _highlighted(query: str, text: str) -> Text:
     from rag.ingest import normalize_whitespace
     from rag.keyword import matching_spans
 
-    shown = normalize_whitespace(text)
-    rendered = Text(shown)
-    for start, end in matching_spans(query, shown):
+    rendered = safe_text(normalize_whitespace(text))
+    for start, end in matching_spans(query, rendered.plain):
         rendered.stylize("bold yellow", start, end)
     return rendered
 
@@ -184,7 +184,8 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
     table.add_column("env var")
     table.add_column("meaning")
     for name, field in Settings.model_fields.items():
-        table.add_row(name, Text(str(values[name])), f"RAG_{name.upper()}", Text(field.description or ""))
+        value = safe_text(str(values[name]))
+        table.add_row(name, value, f"RAG_{name.upper()}", Text(field.description or ""))
     console.print(table)
 
 
@@ -218,9 +219,11 @@ def index_cmd(ctx: click.Context, paths: tuple[Path, ...], rebuild: bool, as_jso
         )
         return
     for path, reason in report.skipped:
-        err_console.print(Text(f"skipped {path}: {reason}", style="yellow"))
+        err_console.print(safe_text(f"skipped {path}: {reason}", style="yellow", single_line=True))
     for copy, original in report.duplicates:
-        err_console.print(Text(f"skipped {copy}: same content as {original}", style="yellow"))
+        err_console.print(
+            safe_text(f"skipped {copy}: same content as {original}", style="yellow", single_line=True)
+        )
     console.print(
         Text(
             f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
@@ -264,8 +267,8 @@ def search_cmd(
         table.add_row(
             str(n),
             f"{passage.score:.4f}",
-            Text(passage.source),
-            Text(passage.title),
+            safe_text(passage.source, single_line=True),
+            safe_text(passage.title),
             f"{passage.start}–{passage.end}",
             _highlighted(query, passage.text),
         )
@@ -286,7 +289,8 @@ def docs_cmd(ctx: click.Context, as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for doc in documents:
         table.add_row(
-            *(Text(str(doc.get(key) or "")) for key in ("source", "title", "author", "date", "outlet")),
+            safe_text(doc["source"], single_line=True),
+            *(safe_text(doc.get(key)) for key in ("title", "author", "date", "outlet")),
             str(doc.get("chunks", "")),
         )
     console.print(table)
@@ -372,13 +376,13 @@ def ask_cmd(
             if as_json:
                 _print_json({"question": text, "error": str(error)})
             else:
-                err_console.print(Text(f"Error: {error}", style="red"))
+                err_console.print(error_line(error))
             continue
         if as_json:
             _print_json(result.to_json())
         else:
             if len(questions) > 1:
-                console.rule(Text(text))
+                console.rule(safe_text(text, single_line=True))
             render_answer(result, show_passages, console)
     if failed:
         raise RagError(f"{failed} of {len(questions)} questions could not be answered — see the errors above")
@@ -428,7 +432,7 @@ def models_pull(ctx: click.Context, name: str | None) -> None:
     started = time.perf_counter()
     with _progress("Pulling") as update:
         path = pull(name or settings.model, settings.model_dir, on_progress=update)
-    console.print(Text(f"{path} ready ({time.perf_counter() - started:.1f} s)"))
+    console.print(safe_text(f"{path} ready ({time.perf_counter() - started:.1f} s)"))
 
 
 @models_group.command("list")
@@ -449,7 +453,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     for column in rows[0] if rows else ("name",):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(Text(str(value)) for value in row.values()))
+        table.add_row(*(safe_text(str(value)) for value in row.values()))
     console.print(table)
 
 
@@ -467,7 +471,7 @@ def models_verify(ctx: click.Context) -> None:
         row = asdict(result)
         ok = bool(row.get("ok"))
         bad += not ok
-        console.print(Text(f"{'ok ' if ok else 'BAD'} {row.get('path')}: {row.get('message', '')}"))
+        console.print(safe_text(f"{'ok ' if ok else 'BAD'} {row.get('path')}: {row.get('message', '')}"))
     if bad:
         raise RagError(f"{bad} model file(s) failed verification — run `rag models pull`")
 
@@ -568,7 +572,8 @@ def eval_cmd(
         for column in ("id", "type", "A", "B", "question"):
             changes.add_column(column, overflow="fold")
         for changed in comparison.changes:
-            changes.add_row(changed.id, changed.type, changed.before, changed.after, Text(changed.question))
+            question = safe_text(changed.question)
+            changes.add_row(safe_text(changed.id), changed.type, changed.before, changed.after, question)
         console.print(changes)
         return
     floors, ceilings = evaluate.parse_thresholds(minimums), evaluate.parse_thresholds(maximums)
@@ -594,7 +599,7 @@ def eval_cmd(
         if overall.get(name) is not None:
             table.add_row(name, format_value(name, overall[name]))
     console.print(table)
-    console.print(Text(f"Report: {run.report_path}"))
+    console.print(safe_text(f"Report: {run.report_path}"))
     evaluate.check_thresholds(overall, floors, ceilings)
 
 
@@ -609,11 +614,11 @@ def main() -> None:
         error.show()
         sys.exit(error.exit_code)
     except RagError as error:
-        err_console.print(Text(f"Error: {error}", style="red"))
+        err_console.print(error_line(error))
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
     except OSError as error:
-        err_console.print(Text(f"Error: {error.strerror or error}: {error.filename or ''}", style="red"))
+        err_console.print(error_line(f"{error.strerror or error}: {error.filename or ''}"))
         sys.exit(1)
