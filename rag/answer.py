@@ -41,7 +41,7 @@ from rag.cite import (
     verify_answer,
 )
 from rag.ingest import normalize_whitespace
-from rag.language import Language, detect_language
+from rag.language import Language, question_language
 from rag.prompts import load_prompt
 from rag.retrieve import check_query
 from rag.sanitize import for_prompt
@@ -256,7 +256,7 @@ def ask(
 
     started = time.perf_counter()
     question = check_query(question)
-    language = detect_language(question)
+    language = question_language(question)
     llm = pipeline.answer_llm(language)
     llm_ms = 0.0
 

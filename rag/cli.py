@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -194,11 +195,19 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--rebuild", is_flag=True, help="Rebuild from scratch (needed after changing models or chunking)."
 )
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    default=None,
+    help="Also index what symlinks in the folders lead to outside them (skipped by default).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
-def index_cmd(ctx: click.Context, paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
+def index_cmd(
+    ctx: click.Context, paths: tuple[Path, ...], rebuild: bool, follow_symlinks: bool | None, as_json: bool
+) -> None:
     """Index .txt and .md files (default: seeds/). Unchanged files are skipped."""
-    settings = _settings(ctx)
+    settings = _settings(ctx, follow_symlinks=follow_symlinks)
     pipeline = _pipeline(settings)
     with _progress("Indexing", enabled=not as_json) as update:
         report = pipeline.index(list(paths) or [Path("seeds")], rebuild=rebuild, on_progress=update)
@@ -297,30 +306,54 @@ def docs_cmd(ctx: click.Context, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------------
-def _read_batch(path: Path) -> list[str]:
-    """Questions from FILE: one per line, or JSONL objects with a `question` field."""
+@dataclass(frozen=True)
+class _BatchLine:
+    """One non-empty line of a batch file: its question, or why it cannot be one."""
+
+    number: int
+    question: str | None  # None when the line is not valid JSON
+    error: str | None = None
+
+
+def _batch_line(number: int, text: str) -> _BatchLine:
+    """The question on one line, checked as `ask` will check it (length, language)."""
+    from rag.language import question_language
+    from rag.retrieve import check_query  # numpy comes with it: keep it off the `--help` path
+
+    question = text
+    if text.startswith("{"):
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            return _BatchLine(number, None, f"invalid JSON ({error.msg}) — fix the line")
+        field = record.get("question") if isinstance(record, dict) else None
+        if not isinstance(field, str):
+            return _BatchLine(number, None, "a JSON line needs a string field 'question' — fix the line")
+        question = field
+    try:
+        question = check_query(question)
+        question_language(question)
+    except InputError as error:
+        return _BatchLine(number, question, str(error))
+    return _BatchLine(number, question)
+
+
+def _read_batch(path: Path) -> list[_BatchLine]:
+    """Questions from FILE: one per line, or JSONL objects with a `question` field.
+
+    A malformed line does not stop the others: it comes back with its error, found
+    before any model is loaded.
+    """
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise RagError(
+        raise InputError(
             f"Cannot read {path}: {error} — pass a UTF-8 text file with one question per line"
         ) from error
-    questions = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("{"):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RagError(f"{path}:{number}: invalid JSON ({error.msg}) — fix the line") from error
-            if not isinstance(record, dict) or not isinstance(record.get("question"), str):
-                raise RagError(f"{path}:{number}: a JSON line needs a string field 'question'")
-            questions.append(record["question"])
-        else:
-            questions.append(line)
-    return questions
+    batch = [_batch_line(number, line.strip()) for number, line in enumerate(lines, 1) if line.strip()]
+    if not batch:
+        raise InputError(f"{path} holds no question — write one question per line")
+    return batch
 
 
 @cli.command("ask")
@@ -359,33 +392,43 @@ def ask_cmd(
     settings = _settings(ctx, include_comments=include_comments)
     pipeline = _pipeline(settings)
     filters = _filters(settings, source, outlet, since, until)
-    from rag.retrieve import check_query  # numpy comes with it: keep it off the `--help` path
-
-    questions = _read_batch(batch) if batch else [check_query(question or "")]
-    with err_console.status("Loading model…", spinner="dots"):
-        pipeline.reader  # noqa: B018 — fail fast on a missing or stale index
-        pipeline.llm  # noqa: B018 — load once for every question
-        pipeline.aux_llm  # noqa: B018
+    if batch is None:  # one question: a bad one is the command's one-line error, before any model loads
+        line = _batch_line(0, question or "")
+        if line.error is not None:
+            raise InputError(line.error)
+        lines = [line]
+    else:
+        lines = _read_batch(batch)
+    if any(line.error is None for line in lines):
+        with err_console.status("Loading model…", spinner="dots"):
+            pipeline.reader  # noqa: B018 — fail fast on a missing or stale index
+            pipeline.llm  # noqa: B018 — load once for every question
+            pipeline.aux_llm  # noqa: B018
     stream = not as_json and console.is_terminal
     failed = 0
-    for text in questions:
-        try:
-            result = stream_answer(pipeline, text, stream, console, filters=filters, k=k)
-        except InputError as error:  # one bad line of a batch must not lose the others
+    for line in lines:
+        error, result = line.error, None
+        if line.question is not None and error is None:
+            try:
+                result = stream_answer(pipeline, line.question, stream, console, filters=filters, k=k)
+            except InputError as failure:  # one bad line of a batch must not lose the others
+                if batch is None:
+                    raise
+                error = str(failure)
+        if result is None:
             failed += 1
             if as_json:
-                _print_json({"question": text, "error": str(error)})
-            else:
-                err_console.print(error_line(error))
+                _print_json({"line": line.number, "question": line.question, "error": error})
+            err_console.print(error_line(f"{batch}:{line.number}: {error}"))
             continue
         if as_json:
             _print_json(result.to_json())
         else:
-            if len(questions) > 1:
-                console.rule(safe_text(text, single_line=True))
+            if len(lines) > 1:
+                console.rule(safe_text(result.question, single_line=True))
             render_answer(result, show_passages, console)
     if failed:
-        raise RagError(f"{failed} of {len(questions)} questions could not be answered — see the errors above")
+        raise RagError(f"{failed} of {len(lines)} questions could not be answered — see the errors above")
 
 
 @cli.command("chat")
@@ -445,11 +488,11 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     from rag.models import list_models
 
     statuses = list_models(_settings(ctx).model_dir)
+    rows = [{**asdict(status), "path": str(status.path)} for status in statuses]
     if as_json:
-        _print_json([asdict(s) for s in statuses])
+        _print_json(rows)
         return
     table = Table()
-    rows = [asdict(s) for s in statuses]
     for column in rows[0] if rows else ("name",):
         table.add_column(column, overflow="fold")
     for row in rows:

@@ -769,7 +769,7 @@ def update_index(
     paths = [Path(path) for path in paths]
     roots = _resolve_roots(paths, cwd)
     root = Path(settings.index_dir)
-    found, skipped = discover(paths, cwd)
+    found, skipped = discover(paths, cwd, settings.follow_symlinks)
     index_forms = [Path(os.path.abspath(root)), root.resolve()]
     found = sorted(
         ((path, source) for path, source in found if not _is_under(path, index_forms)),
