@@ -519,6 +519,38 @@ def models_verify(ctx: click.Context) -> None:
         raise RagError(f"{bad} model file(s) failed verification — run `rag models pull`")
 
 
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.pass_context
+def doctor_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Check the installation: Python, libraries, llama.cpp, the model, the encoders and the index.
+
+    One line per check, with the fix for each failure; exits non-zero when one fails.
+    llama.cpp is loaded and runs one token in a child process, so a crash on this
+    CPU is reported, not suffered.
+    """
+    from dataclasses import asdict
+
+    from rag.doctor import run_checks
+
+    with err_console.status("Checking the installation…", spinner="dots") as status:
+        checks = run_checks(_settings(ctx), on_check=lambda name: status.update(f"Checking {name}…"))
+    failed = [check.name for check in checks if check.status == "fail"]
+    if as_json:
+        _print_json({"ok": not failed, "checks": [asdict(check) for check in checks]})
+    else:
+        table = Table(title="rag doctor", title_justify="left")
+        for column in ("check", "status", "detail", "fix"):
+            table.add_column(column, overflow="fold")
+        styles = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+        for check in checks:
+            status_text = Text(check.status, style=styles[check.status])
+            table.add_row(check.name, status_text, safe_text(check.detail), safe_text(check.fix))
+        console.print(table)
+    if failed:
+        raise RagError(f"{len(failed)} check(s) failed: {', '.join(failed)} — the fix is named beside each")
+
+
 @cli.command("eval")
 @click.option(
     "--questions",
@@ -646,10 +678,41 @@ def eval_cmd(
     evaluate.check_thresholds(overall, floors, ceilings)
 
 
+# They load llama.cpp, so they run in a supervised child: a native crash becomes one line (rag.supervise).
+NATIVE_COMMANDS = frozenset({"ask", "chat", "eval"})
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The subcommand named in `args`, skipping the group's own options (no click parsing)."""
+    takes_value = {
+        name
+        for param in cli.params
+        if isinstance(param, click.Option) and not param.is_flag
+        for name in param.opts
+    }
+    remaining = iter(args)
+    for arg in remaining:
+        if arg in takes_value:
+            next(remaining, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main() -> None:
-    """Entry point: run the CLI, turning domain errors into one-line messages."""
+    """Entry point: run the CLI, turning domain errors and native crashes into one-line messages."""
+    from rag.supervise import enable_crash_log, is_supervised, run_supervised
+
+    args = sys.argv[1:]
+    command = _command_name(args)
+    if command in NATIVE_COMMANDS and not is_supervised() and not {"-h", "--help"} & set(args):
+        code, message = run_supervised(args, command)
+        if message:
+            err_console.print(error_line(message))
+        sys.exit(code)
+    enable_crash_log()
     try:
-        cli.main(standalone_mode=False)
+        cli.main(standalone_mode=False, prog_name="rag" if is_supervised() else None)
     except click.exceptions.Abort:
         err_console.print("Aborted.")
         sys.exit(130)

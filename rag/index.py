@@ -444,6 +444,19 @@ class IndexReader:
             for source, entry in sorted(self.manifest.files.items())
         ]
 
+    def verify(self) -> None:
+        """Check every file against its recorded hash and that each store holds every searchable
+        chunk; raises DamagedIndexError otherwise. Loads both stores (for `rag doctor`)."""
+        _check_intact(_Version(self.directory, self.manifest), self.root, thorough=True)
+        searchable = sum(chunk.section in SEARCHABLE_SECTIONS for chunk in self.chunks.values())
+        for name, count in (
+            ("vector store", self.store.count()),
+            ("multilingual vector store", self.multilingual_store.count()),
+            ("keyword index", len(self.keyword.chunk_ids)),
+        ):
+            if count != searchable:
+                raise _damaged(self.root, f"the {name} holds {count} of {searchable} searchable chunks")
+
     def close(self) -> None:
         """Release the vector store's files if it was opened."""
         if "store" in self.__dict__:
