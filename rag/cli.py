@@ -708,6 +708,7 @@ def main() -> None:
     if command in NATIVE_COMMANDS and not is_supervised() and not {"-h", "--help"} & set(args):
         code, message = run_supervised(args, command)
         if message:
+            err_console.show_cursor(True)  # a spinner of the dead child may have hidden it
             err_console.print(error_line(message))
         sys.exit(code)
     enable_crash_log()

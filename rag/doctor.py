@@ -243,9 +243,9 @@ def _text(output: str | bytes | None) -> str:
 
 def check_build(probe: ProbeResult) -> Check:
     if probe.system_info is None:
-        return Check(
-            "llama.cpp build", "fail", f"llama.cpp does not import ({probe.ending})", REINSTALL_LLAMA
-        )
+        crashed = probe.returncode is not None and probe.returncode < 0
+        what = "crashed on import" if crashed else "does not import"
+        return Check("llama.cpp build", "fail", f"llama.cpp {what} ({probe.ending})", REINSTALL_LLAMA)
     features = parse_system_info(probe.system_info)
     amx = sorted(name for name, on in features.items() if on and "AMX" in name)
     if amx:
@@ -266,9 +266,8 @@ def check_generation(probe: ProbeResult, model: Path | None, n_threads: int) -> 
         )
     if probe.generated is not None:
         seconds = float(probe.generated.get("seconds", 0.0))
-        return Check(
-            "generation", "ok", f"one token in {seconds:.1f} s with {n_threads} threads, in a child process"
-        )
+        detail = f"loaded and generated one token in {seconds:.1f} s ({n_threads} threads, child process)"
+        return Check("generation", "ok", detail)
     if probe.error is not None:
         detail, fix = _split(probe.error)
         return Check("generation", "fail", detail, fix or REINSTALL_LLAMA)
