@@ -10,6 +10,7 @@ non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -26,6 +27,7 @@ from rich.text import Text
 
 from rag.errors import InputError, RagError
 from rag.render import error_line, render_answer, safe_text, stream_answer
+from rag.sanitize import for_terminal
 from rag.settings import Settings
 from rag.types import Passage, SearchFilters
 
@@ -90,6 +92,11 @@ def _progress(label: str, enabled: bool = True) -> Iterator[Any]:
 def _filters(
     settings: Settings, source: tuple[str, ...], outlet: str | None, since: str | None, until: str | None
 ) -> SearchFilters:
+    from rag.store import date_number
+
+    for day in (since, until):
+        if day:
+            date_number(day)  # an invalid date is an error, not a filter that matches nothing
     return SearchFilters(
         sources=source,
         outlet=outlet,
@@ -718,7 +725,9 @@ def main() -> None:
         err_console.print("Aborted.")
         sys.exit(130)
     except click.ClickException as error:
-        error.show()
+        shown = io.StringIO()
+        error.show(file=shown)
+        sys.stderr.write(for_terminal(shown.getvalue()))  # it may quote what was typed
         sys.exit(error.exit_code)
     except RagError as error:
         err_console.print(error_line(error))
