@@ -708,19 +708,21 @@ def _command_name(args: list[str]) -> str | None:
 
 def main() -> None:
     """Entry point: run the CLI, turning domain errors and native crashes into one-line messages."""
-    from rag.supervise import enable_crash_log, is_supervised, run_supervised
+    from rag.supervise import enable_crash_log, run_supervised
 
     args = sys.argv[1:]
     command = _command_name(args)
-    if command in NATIVE_COMMANDS and not is_supervised() and not {"-h", "--help"} & set(args):
-        code, message = run_supervised(args, command)
-        if message:
-            err_console.show_cursor(True)  # a spinner of the dead child may have hidden it
-            err_console.print(error_line(message))
-        sys.exit(code)
-    enable_crash_log()
+    if command is not None and not {"-h", "--help"} & set(args):  # help stays as quick as it was
+        ended = run_supervised(command) if command in NATIVE_COMMANDS else None
+        if ended is not None:  # in the parent, after the child that ran the command
+            code, message = ended
+            if message:
+                err_console.show_cursor(True)  # a spinner of the dead child may have hidden it
+                err_console.print(error_line(message))
+            sys.exit(code)
+        enable_crash_log()
     try:
-        cli.main(standalone_mode=False, prog_name="rag" if is_supervised() else None)
+        cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         err_console.print("Aborted.")
         sys.exit(130)

@@ -6,23 +6,26 @@ that) cannot be caught inside the process that has it. So:
 - `enable_crash_log` points `faulthandler` at `crash.log` in the user cache dir
   (`~/.cache/rag/crash.log`): a dying process writes its Python trace there, not to
   the screen.
-- `run_supervised` runs the same command line again in a child process
-  (`python -P -m rag …`, marked by SUPERVISED_ENV so it does not recurse) and waits.
-  The child inherits stdin, stdout, stderr and the terminal, so streaming, piped
-  input and prompt_toolkit work unchanged; Ctrl-C reaches the child from the
-  terminal (the parent only ignores it while it waits), SIGTERM and SIGHUP are
-  passed on. When the child dies of a signal, the parent returns one line that
-  names the signal, the fix (`rag doctor`) and the log, and exits 128 + signal.
+- `run_supervised` forks. The child returns at once and runs the command as if
+  nothing had happened; the parent waits. The child shares stdin, stdout, stderr and
+  the terminal, so streaming, piped input and prompt_toolkit work unchanged; Ctrl-C
+  reaches the child from the terminal (the parent only ignores it while it waits),
+  SIGTERM and SIGHUP are passed on. When the child dies of a signal, the parent
+  returns one line that names the signal, the fix (`rag doctor`) and the log, and
+  exits 128 + signal, as a shell would.
 
-Only the commands that load llama.cpp (`ask`, `chat`, `eval`) are supervised; the
-CLI decides that from its arguments. Why not every command, or a smaller wrapper:
-the entry point is `rag.cli:main`, whose import (click, rich, pydantic-settings) is
-most of the start-up, so a supervising parent pays it once and the child again.
-Measured side by side (bench/startup_bench.py, 15 runs each, this 2-core machine):
-`rag --help` 190 ms p50 stays unsupervised; `rag ask ""` (fails at once, so it is
-start-up alone) takes 411 ms supervised against 237 ms run directly — about
-170 ms more, in front of a command that then loads a 1.1 GB model for seconds.
-Supervising `rag --help` too would have doubled it past the 0.3 s budget.
+Only the commands that load llama.cpp (`ask`, `chat`, `eval`) are supervised (the CLI
+decides from its arguments), and the fork happens first thing in `main`, before any
+thread or native library exists. Why fork and not a re-run of `python -m rag`: the
+entry point `rag.cli:main` has already imported click, rich and pydantic-settings,
+most of the start-up; a re-run pays it again, a fork inherits it. Measured side by
+side (bench/startup_bench.py, 15 runs each, p50, this shared 2-core machine at a load
+average of 7): `rag ask ""`, which fails at once and so is start-up alone, took
+756 ms run directly and 1375 ms as a re-run child (+618 ms, x1.8); forked, 590 ms
+against 555 ms (+35 ms, x1.06). `rag --help` is never supervised and does not
+open the crash log: 378 ms against 377 ms before this module, side by side at
+that load (190 ms on a quiet machine). Where there is no fork (Windows) commands run
+unsupervised.
 Left out: crashes of the supervising parent itself (it only waits) and of commands
 that never load llama.cpp (they still log their trace, and the shell shows the signal).
 """
@@ -34,12 +37,9 @@ import datetime as dt
 import faulthandler
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import IO, Any
 
-SUPERVISED_ENV = "RAG_SUPERVISED"
 CRASH_LOG_NAME = "crash.log"
 # Signals faulthandler writes a trace for: a crash in native code.
 _FATAL_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT})
@@ -75,28 +75,27 @@ def enable_crash_log() -> None:
     faulthandler.enable(file=_crash_log, all_threads=True)
 
 
-def is_supervised() -> bool:
-    """True in the child that a supervising parent started."""
-    return os.environ.get(SUPERVISED_ENV) == "1"
-
-
-def run_supervised(args: list[str], command: str) -> tuple[int, str | None]:
-    """Run `rag ARGS` in a child process; returns its exit code and, if it died of a signal, one line."""
-    child = subprocess.Popen(
-        [sys.executable, "-P", "-m", "rag", *args], env={**os.environ, SUPERVISED_ENV: "1"}
-    )
+def run_supervised(command: str) -> tuple[int, str | None] | None:
+    """Fork; the child gets None and goes on to run `command`. The parent waits and gets the
+    child's exit code and, if it died of a signal, one line for the user."""
+    if not hasattr(os, "fork"):
+        return None
+    child = os.fork()
+    if child == 0:
+        return None
 
     def pass_on(signum: int, frame: Any) -> None:
-        child.send_signal(signum)
+        os.kill(child, signum)
 
     previous = {signum: signal.signal(signum, pass_on) for signum in _FORWARDED_SIGNALS}
-    # A no-op handler, not SIG_IGN: the child must not inherit an ignored Ctrl-C.
+    # The child got Ctrl-C from the terminal too; the parent only waits for it to end.
     previous[signal.SIGINT] = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
-        returncode = child.wait()
+        _, status = os.waitpid(child, 0)  # retried after a handler ran (PEP 475)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    returncode = os.waitstatus_to_exitcode(status)
     if returncode >= 0:
         return returncode, None
     died_of = signal.Signals(-returncode)
