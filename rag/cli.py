@@ -241,7 +241,7 @@ def index_cmd(
             safe_text(f"skipped {copy}: same content as {original}", style="yellow", single_line=True)
         )
     console.print(
-        Text(
+        safe_text(
             f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
             f"{len(report.unchanged)} unchanged · {report.chunks_total} chunks "
             f"({report.chunks_embedded} embedded) · {report.seconds:.1f} s → {settings.index_dir}"
