@@ -191,3 +191,17 @@ def test_the_doctor_cli_prints_a_table_with_the_fixes(seed_index: SeedIndex, tmp
     assert "fail" in rows["index"] and "bm25/chunk_ids.json is missing" in rows["index"]
     assert "rag index --rebuild" in rows["index"]
     assert finished.stderr.count("\n") == 1 and "model file, index" in finished.stderr
+
+
+def test_logged_crashes_are_a_warning_that_names_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.doctor import check_crash_log
+    from rag.supervise import crash_log_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert check_crash_log().status == "ok"
+    crash_log_path().parent.mkdir(parents=True)
+    crash_log_path().write_text("Fatal Python error: Segmentation fault\n\n--- rag ask died of SIGSEGV\n")
+    logged = check_crash_log()
+    assert logged.status == "warn" and "1 native crash(es)" in logged.detail and "crash.log" in logged.detail
