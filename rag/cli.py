@@ -27,7 +27,7 @@ from rich.text import Text
 
 from rag.errors import InputError, RagError
 from rag.render import error_line, render_answer, safe_text, stream_answer
-from rag.sanitize import for_terminal
+from rag.sanitize import for_terminal, json_line
 from rag.settings import Settings
 from rag.types import Passage, SearchFilters
 
@@ -50,7 +50,7 @@ def _pipeline(settings: Settings) -> Pipeline:
 
 
 def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False))
+    click.echo(json_line(value))
 
 
 @contextmanager

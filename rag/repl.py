@@ -13,7 +13,6 @@ Left out: flag parsing (rag/cli.py) and any retrieval or answering logic.
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from rich.text import Text
 from rag.answer import Turn
 from rag.errors import InputError, RagError
 from rag.render import error_line, render_answer, safe_text, status_line, stream_answer
+from rag.sanitize import json_line
 from rag.types import SearchFilters
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ class ChatSession:
         )
         self.answers.append(result)
         if self.json_out is not None:
-            self.json_out.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+            self.json_out.write(json_line(result.to_json()) + "\n")
             self.json_out.flush()
             return result
         if not stream and result.standalone_question:

@@ -8,6 +8,9 @@ terminal or to the model:
   shows every other C0/C1 control character as a visible `\\xNN` escape; newline
   and tab stay unless the text must stay on one line. Rich markup is a separate
   matter: callers wrap the result in `rich.text.Text`, which never parses markup.
+- `json_line` is `json.dumps` without ASCII escaping, except for the C1 controls
+  (U+0080–U+009F, e.g. the 8-bit CSI), which JSON leaves raw; C0 controls and ESC are
+  escaped by JSON itself.
 - `for_prompt` first deletes invisible characters (Unicode category Cf: zero-width
   characters, bidi controls, the soft hyphen, tag characters; the other default
   ignorables; control characters), *then* removes chat-template tokens (`<|…|>`,
@@ -21,8 +24,10 @@ Left out: rich markup (rich.text.Text) and prompt wording (rag.prompts).
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from typing import Any
 
 # ESC [ … final byte; ESC ] / P / X / ^ / _ … up to BEL or ST; other ESC sequences; 8-bit CSI and strings.
 _ESCAPE_SEQUENCE = re.compile(
@@ -64,6 +69,14 @@ def for_terminal(text: str, single_line: bool = False) -> str:
         _visible_escape(char) if unicodedata.category(char) == "Cc" and char not in kept else char
         for char in text
     )
+
+
+_C1_ESCAPES = {code: f"\\u{code:04x}" for code in range(0x80, 0xA0)}
+
+
+def json_line(value: Any) -> str:
+    """`value` as one line of JSON, readable UTF-8 but without a raw control character."""
+    return json.dumps(value, ensure_ascii=False).translate(_C1_ESCAPES)
 
 
 def _is_invisible(char: str) -> bool:

@@ -6,13 +6,14 @@ The prompt side is checked with the default model's real tokenizer (loaded with
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from rag.answer import format_passages
 from rag.ingest import normalize_whitespace
-from rag.sanitize import for_prompt, for_terminal
+from rag.sanitize import for_prompt, for_terminal, json_line
 from rag.types import Passage
 
 ESC = "\x1b"
@@ -42,6 +43,13 @@ def test_terminal_text_keeps_ordinary_text_and_layout() -> None:
     text = "Tokajew sagte: „Wir grüßen Israel“ — 1992.\n\tZweite Zeile [bold]kein Markup[/bold]"
     assert for_terminal(text) == text
     assert for_terminal("a\nb\tc", single_line=True) == "a\\x0ab\\x09c"
+
+
+def test_json_lines_carry_no_raw_control_character() -> None:
+    value = {"text": "8-bit CSI \x9b31m, ESC \x1b[2J, Umlaut ü, „Zitat“"}
+    line = json_line(value)
+    assert json.loads(line) == value
+    assert "".join(char for char in line if ord(char) > 0x7F) == "ü„“"  # readable, but no C1 and no ESC
 
 
 ADVERSARIAL = [
