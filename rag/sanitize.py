@@ -53,8 +53,7 @@ _PROMPT_TOKENS = re.compile(
 
 
 def _visible_escape(char: str) -> str:
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"\\x{ord(char):02x}"  # every control character (Cc) is below U+0100
 
 
 def for_terminal(text: str, single_line: bool = False) -> str:
