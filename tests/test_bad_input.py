@@ -43,6 +43,8 @@ RAG = str(Path(sys.executable).with_name("rag"))
 TINY = "gemma-3-270m-q4_k_m"
 ESC = "\x1b"
 TIMEOUT = 600
+# The tiny model checks plumbing, not answers: short answers and no second look keep it quick.
+SHORT_ANSWERS = {"RAG_MAX_ANSWER_TOKENS": "48", "RAG_SECOND_LOOK": "false"}
 
 
 def rag(*args: str, cwd: Path, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -139,14 +141,25 @@ def test_error_lines_show_names_without_escape_sequences(hostile: Path) -> None:
 
 def test_ask_and_chat_render_passages_without_escape_sequences(hostile: Path, tiny_model: str) -> None:
     answered = rag(
-        "--model", tiny_model, "ask", "--show-passages", "Wann erkannte Kasachstan Israel an?", cwd=hostile
+        "--model",
+        tiny_model,
+        "ask",
+        "--show-passages",
+        "Wann erkannte Kasachstan Israel an?",
+        cwd=hostile,
+        **SHORT_ANSWERS,
     )
     assert answered.returncode == 0, answered.stderr
     assert_clean(answered)
     assert "historischen" in answered.stdout
 
     chatted = rag(
-        "--model", tiny_model, "chat", cwd=hostile, stdin="Wann erkannte Kasachstan Israel an?\n/sources 1\n"
+        "--model",
+        tiny_model,
+        "chat",
+        cwd=hostile,
+        stdin="Wann erkannte Kasachstan Israel an?\n/sources 1\n",
+        **SHORT_ANSWERS,
     )
     assert chatted.returncode == 0, chatted.stderr
     assert_clean(chatted)
@@ -285,6 +298,7 @@ def test_batch_answers_the_good_lines_around_a_bad_one(
         str(batch),
         cwd=seed_index.cwd,
         RAG_INDEX_DIR=str(seed_index.settings.index_dir),
+        **SHORT_ANSWERS,
     )
     assert answered.returncode != 0
     assert_clean(answered)
