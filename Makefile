@@ -27,6 +27,7 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/rag index seeds/
+	$(BIN)/rag doctor
 	$(BIN)/rag ask "$(QUESTION)"
 
 lint: $(STAMP)

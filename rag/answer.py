@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.cite import REFUSALS, adds_information, with_markers
 from rag.conversation import Turn, previous_question
-from rag.language import Language, detect_language
+from rag.language import Language, question_language
 from rag.phrase import STOP_SEQUENCES, Phrasing, check_phrasing, phrase_messages, refusal_probability
 from rag.prompts import load_prompt
 from rag.retrieve import check_query
@@ -246,7 +246,7 @@ def ask(
     """
     started = time.perf_counter()
     question = check_query(question)
-    language = detect_language(question)
+    language = question_language(question)
     llm = pipeline.answer_llm(language)
     llm_ms = 0.0
 

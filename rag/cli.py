@@ -3,17 +3,20 @@
 Nothing here decides anything about retrieval or answering; that lives in the
 core modules, reached through `rag.pipeline.Pipeline`. Heavy modules are imported
 inside the commands so that `rag --help` starts instantly. Text from documents is
-always rendered as plain `Text`, never as rich markup. A `RagError` becomes one
-line on stderr and a non-zero exit code, never a traceback.
+always rendered through `rag.render.safe_text`: plain `Text`, never rich markup,
+never a terminal escape sequence. A `RagError` becomes one line on stderr and a
+non-zero exit code, never a traceback.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +26,8 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.errors import InputError, RagError
-from rag.render import render_answer, stream_answer
+from rag.render import error_line, render_answer, safe_text, stream_answer
+from rag.sanitize import for_terminal, json_line
 from rag.settings import Settings
 from rag.types import Passage, SearchFilters
 
@@ -46,7 +50,7 @@ def _pipeline(settings: Settings) -> Pipeline:
 
 
 def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False))
+    click.echo(json_line(value))
 
 
 @contextmanager
@@ -88,6 +92,11 @@ def _progress(label: str, enabled: bool = True) -> Iterator[Any]:
 def _filters(
     settings: Settings, source: tuple[str, ...], outlet: str | None, since: str | None, until: str | None
 ) -> SearchFilters:
+    from rag.store import date_number
+
+    for day in (since, until):
+        if day:
+            date_number(day)  # an invalid date is an error, not a filter that matches nothing
     return SearchFilters(
         sources=source,
         outlet=outlet,
@@ -115,9 +124,8 @@ def _highlighted(query: str, text: str) -> Text:
     from rag.ingest import normalize_whitespace
     from rag.keyword import matching_spans
 
-    shown = normalize_whitespace(text)
-    rendered = Text(shown)
-    for start, end in matching_spans(query, shown):
+    rendered = safe_text(normalize_whitespace(text))
+    for start, end in matching_spans(query, rendered.plain):
         rendered.stylize("bold yellow", start, end)
     return rendered
 
@@ -184,7 +192,8 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
     table.add_column("env var")
     table.add_column("meaning")
     for name, field in Settings.model_fields.items():
-        table.add_row(name, Text(str(values[name])), f"RAG_{name.upper()}", Text(field.description or ""))
+        value = safe_text(str(values[name]))
+        table.add_row(name, value, f"RAG_{name.upper()}", Text(field.description or ""))
     console.print(table)
 
 
@@ -193,11 +202,19 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--rebuild", is_flag=True, help="Rebuild from scratch (needed after changing models or chunking)."
 )
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    default=None,
+    help="Also index what symlinks in the folders lead to outside them (skipped by default).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
-def index_cmd(ctx: click.Context, paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
+def index_cmd(
+    ctx: click.Context, paths: tuple[Path, ...], rebuild: bool, follow_symlinks: bool | None, as_json: bool
+) -> None:
     """Index .txt and .md files (default: seeds/). Unchanged files are skipped."""
-    settings = _settings(ctx)
+    settings = _settings(ctx, follow_symlinks=follow_symlinks)
     pipeline = _pipeline(settings)
     with _progress("Indexing", enabled=not as_json) as update:
         report = pipeline.index(list(paths) or [Path("seeds")], rebuild=rebuild, on_progress=update)
@@ -218,11 +235,13 @@ def index_cmd(ctx: click.Context, paths: tuple[Path, ...], rebuild: bool, as_jso
         )
         return
     for path, reason in report.skipped:
-        err_console.print(Text(f"skipped {path}: {reason}", style="yellow"))
+        err_console.print(safe_text(f"skipped {path}: {reason}", style="yellow", single_line=True))
     for copy, original in report.duplicates:
-        err_console.print(Text(f"skipped {copy}: same content as {original}", style="yellow"))
+        err_console.print(
+            safe_text(f"skipped {copy}: same content as {original}", style="yellow", single_line=True)
+        )
     console.print(
-        Text(
+        safe_text(
             f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
             f"{len(report.unchanged)} unchanged · {report.chunks_total} chunks "
             f"({report.chunks_embedded} embedded) · {report.seconds:.1f} s → {settings.index_dir}"
@@ -264,8 +283,8 @@ def search_cmd(
         table.add_row(
             str(n),
             f"{passage.score:.4f}",
-            Text(passage.source),
-            Text(passage.title),
+            safe_text(passage.source, single_line=True),
+            safe_text(passage.title),
             f"{passage.start}–{passage.end}",
             _highlighted(query, passage.text),
         )
@@ -286,37 +305,62 @@ def docs_cmd(ctx: click.Context, as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for doc in documents:
         table.add_row(
-            *(Text(str(doc.get(key) or "")) for key in ("source", "title", "author", "date", "outlet")),
+            safe_text(doc["source"], single_line=True),
+            *(safe_text(doc.get(key)) for key in ("title", "author", "date", "outlet")),
             str(doc.get("chunks", "")),
         )
     console.print(table)
 
 
 # ---------------------------------------------------------------------------
-def _read_batch(path: Path) -> list[str]:
-    """Questions from FILE: one per line, or JSONL objects with a `question` field."""
+@dataclass(frozen=True)
+class _BatchLine:
+    """One non-empty line of a batch file: its question, or why it cannot be one."""
+
+    number: int
+    question: str | None  # None when the line is not valid JSON
+    error: str | None = None
+
+
+def _batch_line(number: int, text: str) -> _BatchLine:
+    """The question on one line, checked as `ask` will check it (length, language)."""
+    from rag.language import question_language
+    from rag.retrieve import check_query  # numpy comes with it: keep it off the `--help` path
+
+    question = text
+    if text.startswith("{"):
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            return _BatchLine(number, None, f"invalid JSON ({error.msg}) — fix the line")
+        field = record.get("question") if isinstance(record, dict) else None
+        if not isinstance(field, str):
+            return _BatchLine(number, None, "a JSON line needs a string field 'question' — fix the line")
+        question = field
+    try:
+        question = check_query(question)
+        question_language(question)
+    except InputError as error:
+        return _BatchLine(number, question, str(error))
+    return _BatchLine(number, question)
+
+
+def _read_batch(path: Path) -> list[_BatchLine]:
+    """Questions from FILE: one per line, or JSONL objects with a `question` field.
+
+    A malformed line does not stop the others: it comes back with its error, found
+    before any model is loaded.
+    """
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise RagError(
+        raise InputError(
             f"Cannot read {path}: {error} — pass a UTF-8 text file with one question per line"
         ) from error
-    questions = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("{"):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RagError(f"{path}:{number}: invalid JSON ({error.msg}) — fix the line") from error
-            if not isinstance(record, dict) or not isinstance(record.get("question"), str):
-                raise RagError(f"{path}:{number}: a JSON line needs a string field 'question'")
-            questions.append(record["question"])
-        else:
-            questions.append(line)
-    return questions
+    batch = [_batch_line(number, line.strip()) for number, line in enumerate(lines, 1) if line.strip()]
+    if not batch:
+        raise InputError(f"{path} holds no question — write one question per line")
+    return batch
 
 
 @cli.command("ask")
@@ -355,33 +399,43 @@ def ask_cmd(
     settings = _settings(ctx, include_comments=include_comments)
     pipeline = _pipeline(settings)
     filters = _filters(settings, source, outlet, since, until)
-    from rag.retrieve import check_query  # numpy comes with it: keep it off the `--help` path
-
-    questions = _read_batch(batch) if batch else [check_query(question or "")]
-    with err_console.status("Loading model…", spinner="dots"):
-        pipeline.reader  # noqa: B018 — fail fast on a missing or stale index
-        pipeline.llm  # noqa: B018 — load once for every question
-        pipeline.aux_llm  # noqa: B018
+    if batch is None:  # one question: a bad one is the command's one-line error, before any model loads
+        line = _batch_line(0, question or "")
+        if line.error is not None:
+            raise InputError(line.error)
+        lines = [line]
+    else:
+        lines = _read_batch(batch)
+    if any(line.error is None for line in lines):
+        with err_console.status("Loading model…", spinner="dots"):
+            pipeline.reader  # noqa: B018 — fail fast on a missing or stale index
+            pipeline.llm  # noqa: B018 — load once for every question
+            pipeline.aux_llm  # noqa: B018
     stream = not as_json and console.is_terminal
     failed = 0
-    for text in questions:
-        try:
-            result = stream_answer(pipeline, text, stream, console, filters=filters, k=k)
-        except InputError as error:  # one bad line of a batch must not lose the others
+    for line in lines:
+        error, result = line.error, None
+        if line.question is not None and error is None:
+            try:
+                result = stream_answer(pipeline, line.question, stream, console, filters=filters, k=k)
+            except InputError as failure:  # one bad line of a batch must not lose the others
+                if batch is None:
+                    raise
+                error = str(failure)
+        if result is None:
             failed += 1
             if as_json:
-                _print_json({"question": text, "error": str(error)})
-            else:
-                err_console.print(Text(f"Error: {error}", style="red"))
+                _print_json({"line": line.number, "question": line.question, "error": error})
+            err_console.print(error_line(f"{batch}:{line.number}: {error}"))
             continue
         if as_json:
             _print_json(result.to_json())
         else:
-            if len(questions) > 1:
-                console.rule(Text(text))
+            if len(lines) > 1:
+                console.rule(safe_text(result.question, single_line=True))
             render_answer(result, show_passages, console)
     if failed:
-        raise RagError(f"{failed} of {len(questions)} questions could not be answered — see the errors above")
+        raise RagError(f"{failed} of {len(lines)} questions could not be answered — see the errors above")
 
 
 @cli.command("chat")
@@ -428,7 +482,7 @@ def models_pull(ctx: click.Context, name: str | None) -> None:
     started = time.perf_counter()
     with _progress("Pulling") as update:
         path = pull(name or settings.model, settings.model_dir, on_progress=update)
-    console.print(Text(f"{path} ready ({time.perf_counter() - started:.1f} s)"))
+    console.print(safe_text(f"{path} ready ({time.perf_counter() - started:.1f} s)"))
 
 
 @models_group.command("list")
@@ -441,15 +495,15 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     from rag.models import list_models
 
     statuses = list_models(_settings(ctx).model_dir)
+    rows = [{**asdict(status), "path": str(status.path)} for status in statuses]
     if as_json:
-        _print_json([asdict(s) for s in statuses])
+        _print_json(rows)
         return
     table = Table()
-    rows = [asdict(s) for s in statuses]
     for column in rows[0] if rows else ("name",):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(Text(str(value)) for value in row.values()))
+        table.add_row(*(safe_text(str(value)) for value in row.values()))
     console.print(table)
 
 
@@ -467,9 +521,41 @@ def models_verify(ctx: click.Context) -> None:
         row = asdict(result)
         ok = bool(row.get("ok"))
         bad += not ok
-        console.print(Text(f"{'ok ' if ok else 'BAD'} {row.get('path')}: {row.get('message', '')}"))
+        console.print(safe_text(f"{'ok ' if ok else 'BAD'} {row.get('path')}: {row.get('message', '')}"))
     if bad:
         raise RagError(f"{bad} model file(s) failed verification — run `rag models pull`")
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.pass_context
+def doctor_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Check the installation: Python, libraries, llama.cpp, the model, the encoders and the index.
+
+    One line per check, with the fix for each failure; exits non-zero when one fails.
+    llama.cpp is loaded and runs one token in a child process, so a crash on this
+    CPU is reported, not suffered.
+    """
+    from dataclasses import asdict
+
+    from rag.doctor import run_checks
+
+    with err_console.status("Checking the installation…", spinner="dots") as status:
+        checks = run_checks(_settings(ctx), on_check=lambda name: status.update(f"Checking {name}…"))
+    failed = [check.name for check in checks if check.status == "fail"]
+    if as_json:
+        _print_json({"ok": not failed, "checks": [asdict(check) for check in checks]})
+    else:
+        table = Table(title="rag doctor", title_justify="left")
+        for column in ("check", "status", "detail", "fix"):
+            table.add_column(column, overflow="fold")
+        styles = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+        for check in checks:
+            status_text = Text(check.status, style=styles[check.status])
+            table.add_row(check.name, status_text, safe_text(check.detail), safe_text(check.fix))
+        console.print(table)
+    if failed:
+        raise RagError(f"{len(failed)} check(s) failed: {', '.join(failed)} — the fix is named beside each")
 
 
 @cli.command("eval")
@@ -568,7 +654,8 @@ def eval_cmd(
         for column in ("id", "type", "A", "B", "question"):
             changes.add_column(column, overflow="fold")
         for changed in comparison.changes:
-            changes.add_row(changed.id, changed.type, changed.before, changed.after, Text(changed.question))
+            question = safe_text(changed.question)
+            changes.add_row(safe_text(changed.id), changed.type, changed.before, changed.after, question)
         console.print(changes)
         return
     floors, ceilings = evaluate.parse_thresholds(minimums), evaluate.parse_thresholds(maximums)
@@ -594,26 +681,62 @@ def eval_cmd(
         if overall.get(name) is not None:
             table.add_row(name, format_value(name, overall[name]))
     console.print(table)
-    console.print(Text(f"Report: {run.report_path}"))
+    console.print(safe_text(f"Report: {run.report_path}"))
     evaluate.check_thresholds(overall, floors, ceilings)
 
 
+# They load llama.cpp, so they run in a supervised child: a native crash becomes one line (rag.supervise).
+NATIVE_COMMANDS = frozenset({"ask", "chat", "eval"})
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The subcommand named in `args`, skipping the group's own options (no click parsing)."""
+    takes_value = {
+        name
+        for param in cli.params
+        if isinstance(param, click.Option) and not param.is_flag
+        for name in param.opts
+    }
+    remaining = iter(args)
+    for arg in remaining:
+        if arg in takes_value:
+            next(remaining, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main() -> None:
-    """Entry point: run the CLI, turning domain errors into one-line messages."""
+    """Entry point: run the CLI, turning domain errors and native crashes into one-line messages."""
+    from rag.supervise import enable_crash_log, run_supervised
+
+    args = sys.argv[1:]
+    command = _command_name(args)
+    if command is not None and not {"-h", "--help"} & set(args):  # help stays as quick as it was
+        ended = run_supervised(command) if command in NATIVE_COMMANDS else None
+        if ended is not None:  # in the parent, after the child that ran the command
+            code, message = ended
+            if message:
+                err_console.show_cursor(True)  # a spinner of the dead child may have hidden it
+                err_console.print(error_line(message))
+            sys.exit(code)
+        enable_crash_log()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         err_console.print("Aborted.")
         sys.exit(130)
     except click.ClickException as error:
-        error.show()
+        shown = io.StringIO()
+        error.show(file=shown)
+        sys.stderr.write(for_terminal(shown.getvalue()))  # it may quote what was typed
         sys.exit(error.exit_code)
     except RagError as error:
-        err_console.print(Text(f"Error: {error}", style="red"))
+        err_console.print(error_line(error))
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
     except OSError as error:
-        err_console.print(Text(f"Error: {error.strerror or error}: {error.filename or ''}", style="red"))
+        err_console.print(error_line(f"{error.strerror or error}: {error.filename or ''}"))
         sys.exit(1)

@@ -26,6 +26,10 @@ class StaleIndexError(RagError):
     """The index was built with other settings or an older format."""
 
 
+class DamagedIndexError(RagError):
+    """Files of the published index are missing, truncated or unreadable."""
+
+
 class IndexLockedError(RagError):
     """Another process is writing the index."""
 

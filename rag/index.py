@@ -13,9 +13,16 @@ published by atomically replacing the `current` symlink, so `kill -9` at any poi
 leaves the previous index fully usable (POSIX symlinks and rename); leftovers are
 removed by the next run.
 The replaced version stays on disk as `previous` for one more update, so a process
-that still has it open (a chat session) keeps working. Writers, and readers while
-they open the index, hold `index/.lock` (filelock); anyone else gets
-IndexLockedError within seconds instead of waiting.
+that still has it open (a chat session) keeps working. Writers hold `index/.lock`
+(filelock); a second writer gets IndexLockedError within seconds instead of
+waiting. Readers take no lock: they read the published version while a writer
+builds the next one.
+
+The manifest records the size and sha256 of every file written once (chunks.jsonl,
+bm25/*). Opening an index compares sizes and checks Chroma's SQLite header (cheap);
+`update_index` compares hashes and runs SQLite's quick_check before it trusts a
+version as a base, so a damaged index is reported as DamagedIndexError ("run `rag
+index --rebuild`"), never kept as "unchanged".
 
     index/
       .lock
@@ -50,7 +57,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rag
-from rag.errors import IndexLockedError, IndexMissingError, InputError, RagError, StaleIndexError
+from rag.errors import (
+    DamagedIndexError,
+    IndexLockedError,
+    IndexMissingError,
+    InputError,
+    RagError,
+    StaleIndexError,
+)
 from rag.settings import Settings
 from rag.types import Chunk, Document, IndexReport
 
@@ -69,6 +83,7 @@ CHUNKS_FILE = "chunks.jsonl"
 BM25_DIR = "bm25"
 CHROMA_DIR = "chroma"
 LOCK_TIMEOUT_SECONDS = 3.0
+OPEN_ATTEMPTS = 3  # a reader whose version is replaced while it reads tries the new one
 # Boilerplate chunks stay in the chunk table only; these sections are searchable.
 SEARCHABLE_SECTIONS = ("body", "comments")
 LIBRARIES = (
@@ -101,6 +116,14 @@ class FileEntry:
     chunk_counts: dict[str, int] = field(default_factory=dict)  # by section
 
 
+@dataclass(frozen=True)
+class DataFile:
+    """Size and hash of a file of a version that is written once and never changed."""
+
+    size: int
+    sha256: str
+
+
 @dataclass
 class Manifest:
     """What an index was built from and with: read first by every reader and writer."""
@@ -116,6 +139,8 @@ class Manifest:
     created: str
     files: dict[str, FileEntry] = field(default_factory=dict)
     duplicates: dict[str, str] = field(default_factory=dict)  # copy source -> original source
+    # Path within the version -> size and hash (chunks.jsonl, bm25/*); empty in older indexes.
+    data_files: dict[str, DataFile] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1, sort_keys=True)
@@ -124,7 +149,8 @@ class Manifest:
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         """Parse a decoded manifest; raises KeyError/TypeError/AttributeError on a malformed one."""
         files = {source: FileEntry(**entry) for source, entry in data["files"].items()}
-        return cls(**{**data, "files": files})
+        data_files = {path: DataFile(**entry) for path, entry in data.get("data_files", {}).items()}
+        return cls(**{**data, "files": files, "data_files": data_files})
 
 
 @dataclass(frozen=True)
@@ -248,6 +274,53 @@ def _current_version(root: Path) -> _Version | None:
     return _Version(directory, _read_manifest(directory, root))
 
 
+# Files every version has, whatever its manifest records.
+_REQUIRED_FILES = (CHUNKS_FILE, f"{BM25_DIR}/chunk_ids.json")
+
+
+def _data_files(directory: Path) -> dict[str, DataFile]:
+    """Size and hash of the chunk table and of every keyword-index file, as just written."""
+    paths = [
+        directory / CHUNKS_FILE,
+        *sorted(path for path in (directory / BM25_DIR).rglob("*") if path.is_file()),
+    ]
+    return {
+        path.relative_to(directory).as_posix(): DataFile(path.stat().st_size, _file_sha256(path))
+        for path in paths
+    }
+
+
+def _damage(directory: Path, manifest: Manifest, thorough: bool) -> str | None:
+    """What is wrong with the files of a version, or None: missing or resized files, and the
+    SQLite store's header; `thorough` also compares hashes and runs SQLite's quick_check."""
+    from rag.store import store_damage
+
+    for name in sorted({*_REQUIRED_FILES, *manifest.data_files}):
+        path = directory / name
+        if not path.is_file():
+            return f"{name} is missing"
+        recorded = manifest.data_files.get(name)
+        if recorded is None:
+            continue
+        size = path.stat().st_size
+        if size != recorded.size:
+            return f"{name} has {size} of {recorded.size} bytes"
+        if thorough and _file_sha256(path) != recorded.sha256:
+            return f"{name} has changed since it was written"
+    return store_damage(directory / CHROMA_DIR, thorough)
+
+
+def _damaged(root: Path, detail: str) -> DamagedIndexError:
+    return DamagedIndexError(f"index {root}/ is damaged ({detail}) — run `rag index --rebuild`")
+
+
+def _check_intact(version: _Version, root: Path, thorough: bool) -> None:
+    """Raise DamagedIndexError when a file of the version is missing, truncated or corrupt."""
+    detail = _damage(version.directory, version.manifest, thorough)
+    if detail is not None:
+        raise _damaged(root, detail)
+
+
 @dataclass(frozen=True)
 class _ModelHashes:
     """Hashes of the two encoders' weight files, computed without loading either model."""
@@ -330,7 +403,14 @@ class IndexReader:
         from rag.store import ChromaStore
 
         self._require_directory()
-        return ChromaStore.open(self.directory / CHROMA_DIR)
+        try:
+            store = ChromaStore.open(self.directory / CHROMA_DIR)
+            store.count()  # reads the database: a damaged one fails here, not in the middle of a search
+        except RagError:
+            raise
+        except Exception as error:  # chromadb raises its own and Rust-side errors
+            raise _damaged(self.root, f"the vector store does not open: {_first_line(error)}") from error
+        return store
 
     @cached_property
     def multilingual_store(self) -> VectorStore:
@@ -344,7 +424,10 @@ class IndexReader:
         from rag.keyword import KeywordIndex
 
         self._require_directory()
-        return KeywordIndex.load(self.directory / BM25_DIR)
+        try:
+            return KeywordIndex.load(self.directory / BM25_DIR)
+        except (OSError, ValueError) as error:
+            raise _damaged(self.root, f"the keyword index does not load: {_first_line(error)}") from error
 
     def documents(self) -> list[dict[str, Any]]:
         """One summary per indexed file, for `rag docs`: metadata and chunk counts."""
@@ -361,6 +444,19 @@ class IndexReader:
             for source, entry in sorted(self.manifest.files.items())
         ]
 
+    def verify(self) -> None:
+        """Check every file against its recorded hash and that each store holds every searchable
+        chunk; raises DamagedIndexError otherwise. Loads both stores (for `rag doctor`)."""
+        _check_intact(_Version(self.directory, self.manifest), self.root, thorough=True)
+        searchable = sum(chunk.section in SEARCHABLE_SECTIONS for chunk in self.chunks.values())
+        for name, count in (
+            ("vector store", self.store.count()),
+            ("multilingual vector store", self.multilingual_store.count()),
+            ("keyword index", len(self.keyword.chunk_ids)),
+        ):
+            if count != searchable:
+                raise _damaged(self.root, f"the {name} holds {count} of {searchable} searchable chunks")
+
     def close(self) -> None:
         """Release the vector store's files if it was opened."""
         if "store" in self.__dict__:
@@ -373,23 +469,37 @@ class IndexReader:
             )
 
 
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def open_index(settings: Settings) -> IndexReader:
     """Open the published index for reading; cheap (no embedding model, no Chroma yet).
 
-    Raises IndexMissingError, StaleIndexError (other settings, model or format) or
-    IndexLockedError (a writer holds the lock for longer than a few seconds).
+    Takes no lock: a writer builds its version beside the published one. Raises
+    IndexMissingError, StaleIndexError (other settings, model or format) or
+    DamagedIndexError (missing, truncated or unreadable files).
     """
     root = Path(settings.index_dir)
-    if not (root / CURRENT_LINK).is_dir():
-        raise IndexMissingError(f"No index in {root}/ — run `rag index seeds/` first")
-    hashes = _ModelHashes.of(settings)
-    with _locked(root):
+    hashes: _ModelHashes | None = None
+    attempts_left = OPEN_ATTEMPTS
+    while True:
         version = _current_version(root)
         if version is None:
             raise IndexMissingError(f"No index in {root}/ — run `rag index seeds/` first")
+        hashes = hashes or _ModelHashes.of(settings)
         _check_compatible(version.manifest, settings, hashes, root)
-        chunks = _read_chunks(version.directory / CHUNKS_FILE)
-    return IndexReader(root, version.directory, version.manifest, chunks)
+        try:
+            _check_intact(version, root, thorough=False)
+            chunks = _read_chunks(version.directory / CHUNKS_FILE)
+        except (DamagedIndexError, OSError, ValueError, TypeError) as error:
+            attempts_left -= 1
+            if attempts_left and (root / CURRENT_LINK).resolve() != version.directory:
+                continue  # published over while we read it: read the new version
+            if isinstance(error, DamagedIndexError):
+                raise
+            raise _damaged(root, f"{CHUNKS_FILE} does not read: {_first_line(error)}") from error
+        return IndexReader(root, version.directory, version.manifest, chunks)
 
 
 # ---------------------------------------------------------------------------
@@ -634,6 +744,7 @@ def _write_version(
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         files=dict(sorted({**plan.keep, **new_entries}.items())),
         duplicates=dict(sorted(plan.duplicates.items())),
+        data_files=_data_files(directory),
     )
     (directory / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
     _sync_tree(directory)
@@ -671,7 +782,7 @@ def update_index(
     paths = [Path(path) for path in paths]
     roots = _resolve_roots(paths, cwd)
     root = Path(settings.index_dir)
-    found, skipped = discover(paths, cwd)
+    found, skipped = discover(paths, cwd, settings.follow_symlinks)
     index_forms = [Path(os.path.abspath(root)), root.resolve()]
     found = sorted(
         ((path, source) for path, source in found if not _is_under(path, index_forms)),
@@ -688,6 +799,7 @@ def update_index(
         hashes = _ModelHashes.of(settings)
         if base is not None:
             _check_compatible(base.manifest, settings, hashes, root)
+            _check_intact(base, root, thorough=True)  # never "unchanged", never a base, when damaged
         old_files = base.manifest.files if base is not None else {}
         old_duplicates = base.manifest.duplicates if base is not None else {}
         plan = _plan(found, old_files, old_duplicates, roots, settings, cwd, on_progress)

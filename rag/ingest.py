@@ -110,20 +110,27 @@ def _source_label(path: Path, cwd: Path) -> str:
     """Path relative to `cwd` when below it, else the resolved absolute path."""
     if path.is_relative_to(cwd):
         return path.relative_to(cwd).as_posix()
-    return str(path.resolve())
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError in Python 3.11): name it as found
+        return str(path)
 
 
 def _supported_list() -> str:
     return ", ".join(sorted(READERS))
 
 
-def discover(paths: Sequence[Path], cwd: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
+def discover(
+    paths: Sequence[Path], cwd: Path, follow_symlinks: bool = False
+) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
     """Expand files and directories into (path, source) pairs of supported files, sorted.
 
     Directories are walked recursively (hidden entries skipped, unsupported suffixes
-    ignored, directory symlinks followed once). Returns the files and (path, reason)
-    for everything that could not be taken. Raises InputError for a path that does
-    not exist at all.
+    ignored, directory symlinks followed once). A symlink found in a directory that
+    leads outside that given directory (e.g. to /etc/passwd) is skipped unless
+    `follow_symlinks`; paths given explicitly are always taken. Returns the files and
+    (path, reason) for everything that could not be taken. Raises InputError for a
+    path that does not exist at all.
     """
     cwd = Path(os.path.abspath(cwd))
     found: list[tuple[Path, str]] = []
@@ -155,6 +162,7 @@ def discover(paths: Sequence[Path], cwd: Path) -> tuple[list[tuple[Path, str]], 
 
     def walk(root: Path, root_status: os.stat_result) -> None:
         visited_dirs.add((root_status.st_dev, root_status.st_ino))
+        resolved_root = root.resolve()
         pending = [root]
         while pending:
             directory = pending.pop()
@@ -172,6 +180,19 @@ def discover(paths: Sequence[Path], cwd: Path) -> tuple[list[tuple[Path, str]], 
                 except OSError as error:
                     if entry.is_symlink() or path.suffix.lower() in READERS:
                         skipped.append((_source_label(path, cwd), _os_reason(error)))
+                    continue
+                taken = stat.S_ISDIR(status.st_mode) or path.suffix.lower() in READERS
+                if (
+                    taken
+                    and entry.is_symlink()
+                    and not follow_symlinks
+                    and not path.resolve().is_relative_to(resolved_root)
+                ):
+                    link = path.relative_to(cwd).as_posix() if path.is_relative_to(cwd) else str(path)
+                    reason = (
+                        f"symlink to {path.resolve()}, outside {root} — pass --follow-symlinks to index it"
+                    )
+                    skipped.append((link, reason))
                     continue
                 if stat.S_ISDIR(status.st_mode):
                     key = (status.st_dev, status.st_ino)

@@ -20,7 +20,6 @@ Left out: choosing the evidence (`rag.select`) and deciding to refuse (`rag.answ
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -38,16 +37,13 @@ from rag.cite import (
 from rag.ingest import normalize_whitespace
 from rag.language import Language
 from rag.prompts import load_prompt
+from rag.sanitize import for_prompt
 from rag.select import AnswerType, can_state
 from rag.sentences import Candidate
 
 if TYPE_CHECKING:
     from rag.generate import LocalLLM
 
-# Chat-template tokens and our own delimiters must not appear inside untrusted text.
-_CONTROL = re.compile(
-    r"<\|[^|>]{1,40}\|>|</?(?:belege|evidence|quellen)>|^###.*$", re.IGNORECASE | re.MULTILINE
-)
 STOP_SEQUENCES = ["\n\n", "<belege>", "</belege>", "<evidence>", "</evidence>", "Frage:", "Question:", "###"]
 PREVIOUS_LABEL = {"de": "Vorherige Frage", "en": "Previous question"}
 # How the refusal sentence of each language opens: its first words are enough to tell it.
@@ -57,8 +53,7 @@ _REFUSAL_OPENING = {language: " ".join(sentence.split()[:2]) for language, sente
 def evidence_block(evidence: Sequence[Candidate]) -> str:
     """The evidence sentences numbered [1]…[n], one per line, control sequences removed."""
     return "\n".join(
-        f"[{n}] {normalize_whitespace(_CONTROL.sub(' ', candidate.text))}"
-        for n, candidate in enumerate(evidence, 1)
+        f"[{n}] {normalize_whitespace(for_prompt(candidate.text))}" for n, candidate in enumerate(evidence, 1)
     )
 
 

@@ -1,9 +1,11 @@
 """Rich rendering of answers, shared by `rag ask` (rag/cli.py) and `rag chat` (rag/repl.py).
 
 `stream_answer` runs `rag.answer.ask` with live token display and `render_answer`
-prints the verified result with its sources table. Document and model text is
-always wrapped in `Text`, never parsed as rich markup. Left out: flag parsing
-(click lives only in the CLI) and any decision about answering.
+prints the verified result with its sources table. Text from documents, file
+names, the model or the user reaches the screen only through `safe_text`: a rich
+`Text` (never parsed as markup) without terminal escape sequences or raw control
+characters (`rag.sanitize.for_terminal`); the CLI and the REPL use it too. Left
+out: flag parsing (click lives only in the CLI) and any decision about answering.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from rag.sanitize import for_terminal
+
 if TYPE_CHECKING:
     from rag.answer import Answer
     from rag.pipeline import Pipeline
@@ -23,17 +27,30 @@ STATUS_LABELS = {"follow_up": "↳ read with: ", "translate": "⇄ "}
 STATUS_STYLE = "dim italic"
 
 
+def safe_text(text: str | None, style: str = "", single_line: bool = False) -> Text:
+    """Untrusted text as rich `Text`: never markup, no escape sequence, controls shown escaped.
+
+    `single_line` also escapes newlines and tabs (file names, error lines).
+    """
+    return Text(for_terminal(text or "", single_line), style=style)
+
+
+def error_line(error: Exception | str) -> Text:
+    """`Error: …` in red on one line, whatever file names or questions the message quotes."""
+    return safe_text(f"Error: {error}", style="red", single_line=True)
+
+
 def status_line(kind: str, text: str) -> Text:
     """A dimmed line for an intermediate step, e.g. `⇄ <German search question>` for a translation."""
-    return Text(f"{STATUS_LABELS.get(kind, '')}{text}", style=STATUS_STYLE)
+    return safe_text(f"{STATUS_LABELS.get(kind, '')}{text}", style=STATUS_STYLE)
 
 
 def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
     """The checked answer, notes on how sure it is, then the sources table with each quote."""
-    target.print(Text(result.answer, style="bold" if not result.refused else "yellow"))
+    target.print(safe_text(result.answer, style="bold" if not result.refused else "yellow"))
     if result.quoted and result.raw.strip():
         target.print(
-            Text(f"  ↺ quoted: the model's wording did not hold up ({result.raw.strip()})", style="dim")
+            safe_text(f"  ↺ quoted: the model's wording did not hold up ({result.raw.strip()})", style="dim")
         )
     if result.close_call:
         target.print(
@@ -51,12 +68,12 @@ def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
             passage = result.passages[citation.n - 1]
             table.add_row(
                 str(citation.n),
-                Text(citation.title),
-                Text(passage.outlet or ""),
-                Text(passage.date or ""),
-                Text(citation.source),
+                safe_text(citation.title),
+                safe_text(passage.outlet),
+                safe_text(passage.date),
+                safe_text(citation.source, single_line=True),
                 f"{citation.start}–{citation.end}",
-                Text(citation.quote),
+                safe_text(citation.quote),
             )
         target.print(table)
     if show_passages or (result.refused and result.passages):
@@ -65,7 +82,12 @@ def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
         for column in ("#", "source", "span", "passage"):
             table.add_column(column, overflow="fold")
         for n, passage in enumerate(result.passages, 1):
-            table.add_row(str(n), Text(passage.source), f"{passage.start}–{passage.end}", Text(passage.text))
+            table.add_row(
+                str(n),
+                safe_text(passage.source, single_line=True),
+                f"{passage.start}–{passage.end}",
+                safe_text(passage.text),
+            )
         target.print(table)
 
 
@@ -91,7 +113,7 @@ def stream_answer(pipeline: Pipeline, question: str, stream: bool, target: Conso
     with Live(waiting, console=target, transient=True, refresh_per_second=12) as live:
 
         def on_token(delta: str) -> None:
-            shown.append(delta)
+            shown.append(for_terminal(delta))
             live.update(shown)
 
         return ask(pipeline, question, on_token=on_token, on_status=on_status, **kwargs)

@@ -6,13 +6,13 @@ history within its token budget (`rag.conversation`). This module only reads
 input (prompt_toolkit line editing with a persistent history file, or one
 question per line when stdin is not a terminal), runs slash commands, and renders
 with rich through `rag.render`, exactly as `rag ask` does. Text from documents,
-the model and the user is always printed as plain `Text`, never as rich markup.
+the model and the user is always printed through `rag.render.safe_text`: plain
+`Text`, never rich markup, never a terminal escape sequence.
 Left out: flag parsing (rag/cli.py) and any retrieval or answering logic.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from collections.abc import Callable
@@ -27,7 +27,8 @@ from rich.text import Text
 
 from rag.conversation import Turn, as_read
 from rag.errors import InputError, RagError
-from rag.render import render_answer, status_line, stream_answer
+from rag.render import error_line, render_answer, safe_text, status_line, stream_answer
+from rag.sanitize import json_line
 from rag.types import SearchFilters
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ class ChatSession:
         self.last = result
         if result.interrupted:
             if result.raw:
-                self.console.print(Text(result.raw, style="dim"))
+                self.console.print(safe_text(result.raw, style="dim"))
             self.console.print(Text("(interrupted)", style="yellow"))
             return result
         self.history.append(
@@ -202,7 +203,7 @@ class ChatSession:
         )
         self.answers.append(result)
         if self.json_out is not None:
-            self.json_out.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+            self.json_out.write(json_line(result.to_json()) + "\n")
             self.json_out.flush()
             return result
         if not stream and result.previous_question:
@@ -227,7 +228,7 @@ class ChatSession:
         handler = handlers.get(command.name)
         if handler is None:
             self.console.print(
-                Text(f"Unknown command /{command.name} — type /help for the list.", style="yellow")
+                safe_text(f"Unknown command /{command.name} — type /help for the list.", style="yellow")
             )
         else:
             handler(command.args)
@@ -263,8 +264,8 @@ class ChatSession:
                 table.add_row(
                     str(n),
                     "✓" if n in cited else "",
-                    Text(passage.title),
-                    Text(passage.source),
+                    safe_text(passage.title),
+                    safe_text(passage.source, single_line=True),
                     f"{passage.start}–{passage.end}",
                     f"{passage.score:.4f}",
                 )
@@ -273,11 +274,15 @@ class ChatSession:
         n = _int_argument(args, "/sources n", 1, len(passages))
         passage = passages[n - 1]
         about = " · ".join(part for part in (passage.outlet, passage.date, passage.section) if part)
-        self.console.print(Text(f"[{n}] {passage.title}", style="bold"))
+        self.console.print(safe_text(f"[{n}] {passage.title}", style="bold"))
         self.console.print(
-            Text(f"{passage.source} · characters {passage.start}–{passage.end} · {about}", style="dim")
+            safe_text(
+                f"{passage.source} · characters {passage.start}–{passage.end} · {about}",
+                style="dim",
+                single_line=True,
+            )
         )
-        self.console.print(Text(passage.text))
+        self.console.print(safe_text(passage.text))
 
     def set_k(self, args: tuple[str, ...]) -> None:
         if args:
@@ -297,7 +302,7 @@ class ChatSession:
             filters = parse_filter(args, self.filters)
             self._check_filter_values(filters)
             self.filters = filters
-        self.console.print(Text(f"filters: {describe_filters(self.filters)}"))
+        self.console.print(safe_text(f"filters: {describe_filters(self.filters)}"))
 
     def _check_filter_values(self, filters: SearchFilters) -> None:
         """Refuse a source or outlet that no indexed document has (it would find nothing)."""
@@ -314,7 +319,7 @@ class ChatSession:
         settings = self.pipeline.settings
         llm = self.pipeline.llm
         self.console.print(Text(f"model: {settings.model}", style="bold"))
-        self.console.print(Text(f"file: {llm.model_path}"))
+        self.console.print(safe_text(f"file: {llm.model_path}"))
         self.console.print(
             Text(
                 f"sha256 {llm.sha256[:12]}… · context {settings.n_ctx} tokens · "
@@ -340,7 +345,7 @@ class ChatSession:
             path.write_text(conversation_markdown(self.answers, title) + "\n", encoding="utf-8")
         except OSError as error:
             raise InputError(f"cannot write {path} ({error.strerror}) — choose another file") from None
-        self.console.print(Text(f"Saved {len(self.answers)} turn(s) to {path}"))
+        self.console.print(safe_text(f"Saved {len(self.answers)} turn(s) to {path}"))
 
 
 def _int_argument(args: tuple[str, ...], usage: str, low: int, high: int) -> int:
@@ -389,8 +394,8 @@ def run_chat(
 def _print_banner(console: Console, pipeline: Pipeline, document_count: int) -> None:
     settings = pipeline.settings
     console.print(Text("rag chat", style="bold"))
-    console.print(Text(f"index: {settings.index_dir.resolve()} · {document_count} documents"))
-    console.print(Text(f"model: {settings.model} ({pipeline.llm.model_path})"))
+    console.print(safe_text(f"index: {settings.index_dir.resolve()} · {document_count} documents"))
+    console.print(safe_text(f"model: {settings.model} ({pipeline.llm.model_path})"))
     console.print(
         Text(
             f"Ask a question and press Enter. {MULTILINE_HINT}. /help lists commands; /exit or Ctrl-D quits."
@@ -405,13 +410,13 @@ def _run_lines(chat: ChatSession, stdin: TextIO, err_console: Console) -> int:
         if not line.strip():
             continue
         if chat.json_out is None and parse_command(line) is None:
-            chat.console.rule(Text(line.strip()))
+            chat.console.rule(safe_text(line.strip(), single_line=True))
         try:
             if not chat.run_line(line, stream=False):
                 break
         except RagError as error:
             failures += 1
-            err_console.print(Text(f"Error: {error}", style="red"))
+            err_console.print(error_line(error))
     return 1 if failures else 0
 
 
@@ -431,7 +436,7 @@ def _run_interactive(chat: ChatSession, history_file: Path) -> None:
         except KeyboardInterrupt:
             chat.console.print(Text("(interrupted)", style="yellow"))
         except RagError as error:
-            chat.console.print(Text(f"Error: {error}", style="red"))
+            chat.console.print(error_line(error))
 
 
 def _prompt_session(history_file: Path) -> PromptSession[str]:

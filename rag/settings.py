@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     )
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused with a message.")
     embed_batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
+    follow_symlinks: bool = Field(
+        False, description="Also index what symlinks inside a given folder lead to outside of it."
+    )
 
     # Retrieval
     top_k: int = Field(5, ge=1, le=50, description="Passages returned by search and given to the model.")

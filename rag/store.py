@@ -8,6 +8,9 @@ Chroma telemetry is off. `ChromaStore.open` uses a local `PersistentClient`;
 `ChromaStore.from_client` accepts any Chroma client, e.g. an `HttpClient`, so a
 Chroma server can replace the local files without touching the callers.
 
+`store_damage` checks the store's SQLite file without importing chromadb: its header
+against its length (a truncated file), or a full `PRAGMA quick_check`.
+
 Left out: choosing which chunks to store and keeping them in step with the chunk
 table — that is `rag.index`'s job.
 """
@@ -15,7 +18,9 @@ table — that is `rag.index`'s job.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +35,10 @@ COLLECTION_NAME = "chunks"
 MULTILINGUAL_COLLECTION_NAME = "chunks_multilingual"
 # Used when a client cannot tell its own limit (e.g. an old server).
 FALLBACK_BATCH_SIZE = 1000
+# Chroma's persistent client keeps everything but the HNSW segments in this SQLite file.
+SQLITE_FILE = "chroma.sqlite3"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SQLITE_HEADER_BYTES = 100
 
 Where = Mapping[str, Any]
 
@@ -106,6 +115,38 @@ def where_clause(filters: SearchFilters) -> dict[str, Any]:
     if filters.date_to:
         conditions.append({"date_int": {"$lte": date_number(filters.date_to)}})
     return conditions[0] if len(conditions) == 1 else {"$and": conditions}
+
+
+def store_damage(path: Path, thorough: bool = False) -> str | None:
+    """What is wrong with the SQLite file of the store in directory `path`, or None.
+
+    The cheap check reads the 100-byte header: the magic, and the page count times
+    the page size against the file's length (a truncated copy is shorter). `thorough`
+    adds SQLite's own `PRAGMA quick_check` over every page, read-only.
+    """
+    database = path / SQLITE_FILE
+    try:
+        with database.open("rb") as handle:
+            header = handle.read(_SQLITE_HEADER_BYTES)
+        size = database.stat().st_size
+    except OSError as error:
+        return f"{SQLITE_FILE}: {error.strerror or error}"
+    if len(header) < _SQLITE_HEADER_BYTES or not header.startswith(_SQLITE_MAGIC):
+        return f"{SQLITE_FILE} is not a SQLite database"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count is valid when the change counter (24) equals the version-valid-for number (92).
+    if header[24:28] == header[92:96] and size < pages * page_size:
+        return f"{SQLITE_FILE} has {size} of {pages * page_size} bytes"
+    if not thorough:
+        return None
+    try:
+        with closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as connection:
+            result = connection.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.Error as error:
+        return f"{SQLITE_FILE}: {error}"
+    return None if result and result[0] == "ok" else f"{SQLITE_FILE}: {result[0] if result else 'no answer'}"
 
 
 def _chroma_settings() -> Any:

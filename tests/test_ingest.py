@@ -179,6 +179,38 @@ def test_symlink_loops_are_skipped_not_followed(tmp_path: Path) -> None:
     assert skipped == [("corpus/loop1.txt", "symlink loop")]
 
 
+def test_symlink_loop_outside_the_working_directory_is_skipped(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    write(corpus / "a.txt", "Artikel A.")
+    (corpus / "loop1.txt").symlink_to(corpus / "loop2.txt")
+    (corpus / "loop2.txt").symlink_to(corpus / "loop1.txt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    found, skipped = discover([corpus], elsewhere)
+    assert [source for _, source in found] == [str(corpus / "a.txt")]
+    assert (str(corpus / "loop1.txt"), "symlink loop") in skipped
+
+
+def test_symlinks_leading_outside_the_folder_are_skipped_unless_followed(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    write(corpus / "a.txt", "Artikel A.")
+    secret = write(tmp_path / "private" / "passwd.txt", "root:x:0:0")
+    (corpus / "passwd.txt").symlink_to(secret)
+    (corpus / "private").symlink_to(secret.parent)
+    (corpus / "0-inside.txt").symlink_to(corpus / "a.txt")  # within the folder: the same file, once
+    found, skipped = discover([Path("corpus")], tmp_path)
+    assert [source for _, source in found] == ["corpus/a.txt"]
+    reasons = dict(skipped)
+    assert reasons["corpus/passwd.txt"].startswith(f"symlink to {secret}, outside")
+    assert "--follow-symlinks" in reasons["corpus/private"]
+    assert reasons["corpus/0-inside.txt"] == "same file as corpus/a.txt"
+
+    found, skipped = discover([Path("corpus")], tmp_path, follow_symlinks=True)
+    assert [source for _, source in found] == ["corpus/a.txt", "corpus/passwd.txt"]
+    found, _ = discover([Path("corpus/passwd.txt")], tmp_path)  # named explicitly: taken
+    assert [source for _, source in found] == ["corpus/passwd.txt"]
+
+
 def test_directory_walk_is_sorted_filters_suffixes_and_hidden(tmp_path: Path) -> None:
     for name in ["b.txt", "a.md", "c.TXT", "notes.pdf", ".hidden.txt", "z/y.txt", ".git/x.txt"]:
         write(tmp_path / "docs" / name, "Text.")
