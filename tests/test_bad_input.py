@@ -44,7 +44,7 @@ TINY = "gemma-3-270m-q4_k_m"
 ESC = "\x1b"
 TIMEOUT = 600
 # The tiny model checks plumbing, not answers: short answers and no second look keep it quick.
-SHORT_ANSWERS = {"RAG_MAX_ANSWER_TOKENS": "48", "RAG_SECOND_LOOK": "false"}
+SHORT_ANSWERS = {"RAG_MAX_ANSWER_TOKENS": "48"}
 
 
 def rag(*args: str, cwd: Path, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
