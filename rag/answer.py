@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from rag.cite import REFUSALS, adds_information, with_markers
 from rag.conversation import Turn, previous_question
 from rag.language import Language, question_language
-from rag.phrase import STOP_SEQUENCES, Phrasing, check_phrasing, phrase_messages, refusal_probability
+from rag.phrase import STOP_SEQUENCES, check_phrasing, phrase_messages, refusal_probability
 from rag.prompts import load_prompt
 from rag.retrieve import check_query
 from rag.select import Selection, select_evidence
@@ -63,6 +63,7 @@ class Answer:
     raw: str = ""
     confidence: float = 0.0  # how clearly the selection preferred its first sentence (0-1)
     refusal_probability: float | None = None  # the model's, before it wrote anything
+    unmatched: float = 0.0  # share of the question's key-term weight found nowhere in the candidates
     evidence: list[Citation] = field(default_factory=list)  # the sentences the model read, best first
     quoted: bool = False  # the answer is the evidence itself, the phrasing having failed the check
     phrasing_failure: str | None = None
@@ -124,6 +125,7 @@ class Answer:
             "refusal_probability": (
                 round(self.refusal_probability, 4) if self.refusal_probability is not None else None
             ),
+            "unmatched": round(self.unmatched, 4),
             "raw": self.raw,
             "interrupted": self.interrupted,
         }
@@ -183,28 +185,39 @@ def _generate(
     return result
 
 
-def evidence_windows(
-    selection: Selection, shown: Sequence[Passage], questions: Sequence[str]
-) -> list[Candidate]:
-    """The chosen sentences first, then the next best, each widened where it only sets up its answer.
+@dataclass(frozen=True)
+class Evidence:
+    """One piece of selected evidence: what an answer quotes, and what the model reads around it."""
 
-    At most `EVIDENCE_SHOWN`, none overlapping another. A sentence that says nothing
-    the question does not ("Doch Toqajew hat eine andere Trumpfkarte im Ärmel.") or
-    ends in a colon is shown and quoted with the sentence after it.
+    quote: Candidate  # the sentence, with the next one where it only sets up its answer
+    context: Candidate  # the sentence with its neighbours in the passage: what the model is shown
+
+
+def select_windows(
+    selection: Selection, shown: Sequence[Passage], questions: Sequence[str]
+) -> list[Evidence]:
+    """The chosen sentences first, then the next best: at most `EVIDENCE_SHOWN`, none overlapping.
+
+    The model reads each sentence with its neighbours, so that "es" and "er" find what
+    they refer to. A sentence that says nothing the question does not ("Doch Toqajew hat
+    eine andere Trumpfkarte im Ärmel.") or ends in a colon is quoted with the sentence
+    after it.
     """
     ordered = [s.candidate for s in selection.chosen]
     ordered += [s.candidate for s in selection.ranked if s.fits and s.candidate not in ordered]
-    windows: list[Candidate] = []
+    windows: list[Evidence] = []
     for candidate in ordered:
         if len(windows) == EVIDENCE_SHOWN:
             break
         sets_up = candidate.text.rstrip().endswith(":") or not adds_information([candidate.text], questions)
-        window = widened(candidate, shown) if sets_up else candidate
-        if not any(
-            w.source == window.source and w.start < window.end and window.start < w.end for w in windows
-        ):
-            windows.append(window)
+        context = widened(candidate, shown, before=True)
+        if not any(_overlap(w.context, context) for w in windows):
+            windows.append(Evidence(widened(candidate, shown) if sets_up else candidate, context))
     return windows
+
+
+def _overlap(a: Candidate, b: Candidate) -> bool:
+    return a.source == b.source and a.start < b.end and b.start < a.end
 
 
 def _citations(
@@ -284,35 +297,33 @@ def ask(
         pipeline.multilingual if pipeline.settings.multilingual_weight > 0 else None,
         kind_question=question,
     )
-    windows = evidence_windows(selection, shown, renderings)
+    windows = select_windows(selection, shown, renderings)
+    contexts = [w.context for w in windows]
     retrieve_ms = (time.perf_counter() - retrieve_started) * 1000
 
     # 5. answer
-    messages = phrase_messages(question, windows, language, previous) if windows else []
+    messages = phrase_messages(question, contexts, language, previous) if windows else []
     p_refuse = refusal_probability(llm, messages, language) if windows else None
-    generated = _Generated()
-    if p_refuse is not None and p_refuse <= pipeline.settings.refusal_threshold:
-        generated = _generate(pipeline, llm, messages, started, on_token)
+    # Two signs that the answer is absent: the model's odds of refusing, and the share of the
+    # question's key terms found nowhere in what was retrieved. Above the threshold together,
+    # the answer is a refusal.
+    absent = (p_refuse + selection.unmatched) if p_refuse is not None else None
+    refused = absent is None or absent > pipeline.settings.refusal_threshold
+    generated = _generate(pipeline, llm, messages, started, on_token) if not refused else _Generated()
     llm_ms += generated.llm_ms
 
     # 6. check
-    phrasing = (
-        check_phrasing(generated.text, windows, renderings, selection.answer_type) if windows else Phrasing()
-    )
-    refused = (
-        not windows
-        or p_refuse is None
-        or p_refuse > pipeline.settings.refusal_threshold
-        or generated.interrupted
-    )
+    phrasing = check_phrasing(generated.text, contexts, renderings, selection.answer_type)
+    refused = refused or generated.interrupted
     quoted = not refused and not phrasing.ok
     cited = [] if refused else [1] if quoted else phrasing.cited()
-    answer_passages, numbers = _answer_passages(found, shown, [windows[n - 1] for n in cited])
+    quotes = [windows[0].quote] if quoted else [contexts[n - 1] for n in cited]
+    answer_passages, numbers = _answer_passages(found, shown, quotes)
     number_of = dict(zip(cited, numbers, strict=True))
     if refused:
         text = REFUSALS[language]
     elif quoted:
-        text = with_markers(_quote(windows[0]), [number_of[1]])
+        text = with_markers(_quote(windows[0].quote), [number_of[1]])
     else:
         text = " ".join(
             with_markers(sentence, sorted({number_of[n] for n in evidence}))
@@ -323,12 +334,13 @@ def ask(
         language=language,
         answer=text,
         refused=refused,
-        citations=_citations([windows[n - 1] for n in cited], numbers, shown),
+        citations=_citations(quotes, numbers, shown),
         passages=answer_passages,
         raw=generated.text,
         confidence=selection.confidence if windows else 0.0,
         refusal_probability=p_refuse,
-        evidence=_citations(windows, [w.passage for w in windows], shown),
+        unmatched=selection.unmatched,
+        evidence=_citations(contexts, [w.passage for w in contexts], shown),
         quoted=quoted,
         phrasing_failure=phrasing.failure if generated.text else None,
         previous_question=previous,

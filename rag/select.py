@@ -26,6 +26,9 @@ article's sentence covers them (`complement`).
 
 `confidence` is the probability that the softmax of the scores gives the chosen
 sentence: a number for `--json` and the dim note when the best was not clearly ahead.
+`unmatched` is the share of the question's key-term weight that no candidate holds at
+all (for the rendering that matches best): words like "geboren" or "Hauptstadt" that
+appear nowhere in what was retrieved say the answer is probably not there either.
 Left out: model calls (the answer is phrased in `rag.phrase`), and passages (see
 `rag.sentences` for where candidates come from).
 """
@@ -59,7 +62,7 @@ MIN_TYPED_COVERAGE_SHARE = 0.5
 MIN_OPEN_SHARE = 0.3
 MIN_COMPLEMENT = 0.4
 
-AnswerType = Literal["quantity", "date", "byline", "any"]
+AnswerType = Literal["quantity", "day", "date", "byline", "any"]
 
 _WORD = re.compile(r"[^\W\d_][\w-]*", re.UNICODE)
 _NOT_KEY_TERMS = frozenset(
@@ -72,10 +75,14 @@ _NOT_KEY_TERMS = frozenset(
 _ASKS_QUANTITY = re.compile(
     r"\b(wie ?viele?|wie hoch|wie groß|wie alt|wie lange|how (many|much|long|old|high|large))\b", re.I
 )
+_ASKS_DAY = re.compile(
+    r"\b((an|zu|seit) welche[mn]? (datum|tag)|welche[ms]? datum|(on|at|from|since) (which|what) (date|day)|"
+    r"(which|what) (date|day))\b",
+    re.I,
+)
 _ASKS_DATE = re.compile(
-    r"\b(wann|seit wann|bis wann|(an|zu|in|seit) welche[mn]? (datum|tag|jahr|monat|zeitpunkt)|"
-    r"welche[ms]? (datum|jahr)|when|since when|(on|in|at) (which|what) (date|day|year|month)|"
-    r"(which|what) (date|day|year|month))\b",
+    r"\b(wann|seit wann|bis wann|(an|zu|in|seit) welche[mn]? (jahr|monat|zeitpunkt)|welche[ms]? jahr|when|"
+    r"since when|(in|at) (which|what) (year|month)|(which|what) (year|month))\b",
     re.I,
 )
 # Questions about an article itself: who wrote it, and when it appeared.
@@ -90,7 +97,8 @@ _NUMBER_WORDS = (
     "tausend|dutzend|halbe?|million(en)?|milliarde(n)?|one|two|three|four|five|six|seven|eight|nine|ten|"
     "eleven|twelve|twenty|thirty|hundred|thousand|dozen|half|million|billion|zweitägig\\w*|dreitägig\\w*"
 )
-_STATES_QUANTITY = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)
+# A year answers "when", not "how many".
+_STATES_QUANTITY = re.compile(rf"\b(?!1[89]\d\d\b|20\d\d\b)\d|\b({_NUMBER_WORDS})\b", re.I)
 _MONTHS = (
     "januar|jänner|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember|january|"
     "february|march|may|june|july|october|december"
@@ -108,6 +116,8 @@ def answer_type(question: str) -> AnswerType:
     """What kind of fact the question asks for: the article's byline, a date, a quantity, or anything."""
     if _ASKS_BYLINE.search(question):
         return "byline"
+    if _ASKS_DAY.search(question):
+        return "day"
     if _ASKS_DATE.search(question):
         return "date"
     if _ASKS_QUANTITY.search(question):
@@ -115,8 +125,20 @@ def answer_type(question: str) -> AnswerType:
     return "any"
 
 
+_WEEKDAYS = (
+    "montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|monday|tuesday|wednesday|thursday|friday|"
+    "saturday|sunday"
+)
+_STATES_DAY = re.compile(
+    rf"\b(\d{{1,2}}\.?\s*({_MONTHS})|({_MONTHS})\s+\d{{1,2}}\b|\d{{1,2}}\.\d{{1,2}}\.|{_WEEKDAYS}|gestern|heute|"
+    r"vorgestern|yesterday|today)",
+    re.I,
+)
+
+
 def can_state(answer: AnswerType, text: str, question: str = "") -> bool:
-    """Whether `text` can state the kind of fact asked for (a number for a quantity, a time for a date).
+    """Whether `text` can state the kind of fact asked for (a number for a quantity, a time for a date,
+    a day for "on which date").
 
     Numbers that the question already holds do not count: "in January 2022" answers no
     "how many … in January 2022?". A byline question is answered by the article's
@@ -128,6 +150,8 @@ def can_state(answer: AnswerType, text: str, question: str = "") -> bool:
         return bool(_STATES_QUANTITY.search(text))
     if answer == "date":
         return bool(_STATES_DATE.search(text))
+    if answer == "day":
+        return bool(_STATES_DAY.search(text))
     return True
 
 
@@ -193,6 +217,7 @@ class Selection:
     ranked: tuple[Scored, ...]  # every candidate, best first
     answer_type: AnswerType
     confidence: float  # softmax probability of the first choice among the candidates that fit
+    unmatched: float = 0.0  # share of the question's key-term weight that no candidate holds at all
 
     @property
     def empty(self) -> bool:
@@ -216,9 +241,11 @@ def select_evidence(
     """
     kind = answer_type(kind_question or questions[0])
     if not candidates:
-        return Selection((), (), kind, 0.0)
+        return Selection((), (), kind, 0.0, 1.0)
     terms = [set(analyze(c.text)) for c in candidates]
     keys = [keys for q in questions if (keys := KeyTerms.of(q, terms)).words] or [KeyTerms.of("", terms)]
+    everywhere = set().union(*terms)
+    unmatched = min(1.0 - k.coverage(everywhere) if k.words else 0.0 for k in keys)
     coverage = [max(k.coverage(held) for k in keys) for held in terms]
     if encoder is not None:
         vectors = encoder.encode([similarity_question, *(c.text for c in candidates)])
@@ -234,7 +261,7 @@ def select_evidence(
     fits = [c.heading if kind == "byline" else can_state(kind, c.text, asked) for c in candidates]
     if kind == "byline" and not any(fits):
         fits = [True] * len(candidates)  # no heading among the candidates: rank them all
-    if kind in ("quantity", "date"):
+    if kind in ("quantity", "date", "day"):
         floor = MIN_TYPED_COVERAGE_SHARE * max(coverage)
         fits = [fit and cov >= floor for fit, cov in zip(fits, coverage, strict=True)]
     scored = [
@@ -244,7 +271,7 @@ def select_evidence(
     ranked = sorted(scored, key=lambda s: (not s.fits, -s.score))
     eligible = [s for s in ranked if s.fits]
     if not eligible:
-        return Selection((), tuple(ranked), kind, 0.0)
+        return Selection((), tuple(ranked), kind, 0.0, unmatched)
     best = eligible[0]
     weights = np.exp(np.array([s.score for s in eligible]) - best.score)
     confidence = float(1.0 / weights.sum())
@@ -252,7 +279,7 @@ def select_evidence(
     second = complement(best, ranked, keys[0], terms, candidates)
     if second is not None:
         chosen.append(second)
-    return Selection(tuple(chosen), tuple(ranked), kind, confidence)
+    return Selection(tuple(chosen), tuple(ranked), kind, confidence, unmatched)
 
 
 def complement(

@@ -104,11 +104,13 @@ class Settings(BaseSettings):
         320, ge=16, description="Room reserved for the answer in the prompt budget."
     )
     refusal_threshold: float = Field(
-        0.5,
+        1.0,
         ge=0,
-        le=1,
-        description="The answer is a refusal when the model, shown the selected evidence, is more likely "
-        "than this to open its reply with the refusal sentence; 1 leaves refusing to the evidence selection.",
+        le=2,
+        description="The answer is a refusal when the model's probability of refusing, shown the selected "
+        "evidence, plus the share of the question's key terms found nowhere in the retrieved text exceeds "
+        "this; 1 refuses when, on average, the two say absence is more likely than not; 2 never refuses on "
+        "their word.",
     )
     history_turns: int = Field(4, ge=0, description="Chat turns kept for follow-up questions.")
     seed: int = Field(0, description="Random seed for generation.")
