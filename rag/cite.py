@@ -489,6 +489,7 @@ def citations_for(answer: VerifiedAnswer, passages: Sequence[Passage]) -> list[C
                 start=passage.start,
                 end=passage.end,
                 quote=best_quote(claim, passage),
+                page=passage.page,
             )
         )
     return citations

@@ -19,6 +19,7 @@ AUX_CONTEXT_TOKENS = 2048  # rewrite and translate prompts are short
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
+    from rag.formats.collection import CollectionOptions
     from rag.generate import LocalLLM
     from rag.index import IndexReader
     from rag.language import Language
@@ -74,6 +75,7 @@ class Pipeline:
         paths: Sequence[Path],
         rebuild: bool = False,
         on_progress: Callable[[str, int, int], None] | None = None,
+        collection: CollectionOptions | None = None,
     ) -> IndexReport:
         from rag.index import update_index
 
@@ -86,6 +88,7 @@ class Pipeline:
             rebuild=rebuild,
             on_progress=on_progress,
             multilingual=lambda: self.multilingual,
+            collection=collection,
         )
 
     def close(self) -> None:
