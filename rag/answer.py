@@ -103,6 +103,7 @@ class Answer:
                     "start": c.start,
                     "end": c.end,
                     "quote": c.quote,
+                    "page": c.page,
                 }
                 for c in self.citations
             ],
@@ -116,6 +117,7 @@ class Answer:
                     "end": p.end,
                     "text": p.text,
                     "score": round(p.score, 6),
+                    "page": p.page,
                 }
                 for n, p in enumerate(self.passages, 1)
             ],

@@ -391,6 +391,19 @@ class IndexReader:
             )
 
 
+def published_manifest(settings: Settings) -> Manifest | None:
+    """The manifest of the published index, or None when there is none; checks no settings.
+
+    For looking up what was indexed and how (`rag show`), without opening the stores.
+    """
+    root = Path(settings.index_dir)
+    if not (root / CURRENT_LINK).is_dir():
+        return None
+    with _locked(root):
+        version = _current_version(root)
+    return version.manifest if version is not None else None
+
+
 def open_index(settings: Settings) -> IndexReader:
     """Open the published index for reading; cheap (no embedding model, no Chroma yet).
 

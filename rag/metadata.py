@@ -32,10 +32,11 @@ _DATE_PATTERNS = (
     re.compile(r"\b(?P<day>\d{1,2})\.\s?(?P<month>\d{1,2})\.\s?(?P<year>\d{4})\b"),
     re.compile(r"\b(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})\b"),
 )
-_NAME = r"[A-ZÄÖÜ][\w'’.-]+(?:\s+(?:von|van|de|der|zu|al|el)?\s*[A-ZÄÖÜ][\w'’.-]+){1,3}"
+_BLANK = r"[^\S\n]"  # a space or tab: names and bylines never continue on the next line
+_NAME = rf"[A-ZÄÖÜ][\w'’.-]+(?:{_BLANK}+(?:von|van|de|der|zu|al|el)?{_BLANK}*[A-ZÄÖÜ][\w'’.-]+){{1,3}}"
 _BYLINE = re.compile(
-    rf"^\s*(?:Von|Ein (?:Beitrag|Kommentar|Gastbeitrag|Interview) von|Autor(?:in)?:|Text:)\s+"
-    rf"(?P<author>{_NAME}(?:\s+(?:und|&)\s+{_NAME})?)\s*(?:[–—|,-]\s*(?P<rest>.*))?$",
+    rf"^\s*(?:Von|Ein (?:Beitrag|Kommentar|Gastbeitrag|Interview) von|Autor(?:in)?:|Text:){_BLANK}+"
+    rf"(?P<author>{_NAME}(?:{_BLANK}+(?:und|&){_BLANK}+{_NAME})?){_BLANK}*(?:[–—|,-]{_BLANK}*(?P<rest>.*))?$",
     re.MULTILINE,
 )
 _DATE_LINE = re.compile(

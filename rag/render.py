@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rag.answer import Answer
     from rag.pipeline import Pipeline
 
+PAGE_LABELS = {"de": "S.", "en": "p."}
 STATUS_LABELS = {"rewrite": "↳ ", "translate": "⇄ ", "second_look": "⟳ no verified answer; looking again at "}
 STATUS_STYLE = "dim italic"
 
@@ -26,6 +27,12 @@ STATUS_STYLE = "dim italic"
 def status_line(kind: str, text: str) -> Text:
     """A dimmed line for an intermediate step, e.g. `↳ <standalone question>` for a rewrite."""
     return Text(f"{STATUS_LABELS.get(kind, '')}{text}", style=STATUS_STYLE)
+
+
+def span_label(start: int, end: int, page: int | None, language: str = "en") -> str:
+    """A span as shown in tables: "120–340", or "S. 3 · 120–340" on page 3 of a PDF."""
+    span = f"{start}–{end}"
+    return span if page is None else f"{PAGE_LABELS.get(language, 'p.')} {page} · {span}"
 
 
 def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
@@ -53,7 +60,7 @@ def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
                 Text(passage.outlet or ""),
                 Text(passage.date or ""),
                 Text(citation.source),
-                f"{citation.start}–{citation.end}",
+                span_label(citation.start, citation.end, citation.page, result.language),
                 Text(citation.quote),
             )
         target.print(table)
@@ -63,7 +70,8 @@ def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
         for column in ("#", "source", "span", "passage"):
             table.add_column(column, overflow="fold")
         for n, passage in enumerate(result.passages, 1):
-            table.add_row(str(n), Text(passage.source), f"{passage.start}–{passage.end}", Text(passage.text))
+            span = span_label(passage.start, passage.end, passage.page, result.language)
+            table.add_row(str(n), Text(passage.source), span, Text(passage.text))
         target.print(table)
         if show_passages and result.off_topic_passages:
             target.print(
