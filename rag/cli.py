@@ -674,6 +674,8 @@ def eval_cmd(
         if overall.get(name) is not None:
             table.add_row(name, format_value(name, overall[name]))
     console.print(table)
+    for corpus, count in run.summary["run"]["skipped_corpora"].items():
+        console.print(Text(f"Skipped {count} questions: their corpus {corpus} is not there.", style="yellow"))
     console.print(Text(f"Report: {run.report_path}"))
     evaluate.check_thresholds(overall, floors, ceilings)
 

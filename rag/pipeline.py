@@ -52,6 +52,13 @@ class Pipeline:
         self._reader: IndexReader | None = None
         self._retriever: Retriever | None = None
 
+    def sharing_models(self, settings: Settings) -> Pipeline:
+        """A pipeline for other settings (e.g. another index) on this one's encoders and loaded models."""
+        other = Pipeline(settings, embedder=self.embedder, multilingual=self.multilingual, cwd=self.cwd)
+        other._llm, other._aux_llm, other._llm_injected = self._llm, self._aux_llm, self._llm_injected
+        other._other_language_llms = self._other_language_llms
+        return other
+
     # Embedding model -----------------------------------------------------
     @property
     def embedder(self) -> Embedder:
