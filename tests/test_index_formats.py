@@ -45,9 +45,9 @@ needs_html_news = pytest.mark.skipif(not HTML_NEWS.is_dir(), reason=f"{HTML_NEWS
 needs_gnad = pytest.mark.skipif(not GNAD_CSV.is_file(), reason=f"{GNAD_CSV} is absent")
 
 
-def run_rag(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_rag(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RAG_INDEX_DIR": str(cwd / "index"), "COLUMNS": "200"}
-    return subprocess.run([RAG, *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
+    return subprocess.run([RAG, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -294,7 +294,7 @@ def test_show_prints_the_cited_span_of_a_saved_page(tmp_path: Path) -> None:
 def test_whole_10kgnad_indexes_1028_articles_and_a_rerun_is_a_no_op(tmp_path: Path) -> None:
     """Minutes of embedding: marked slow with the LLM tests, though it needs no LLM."""
     shutil.copyfile(GNAD_CSV, tmp_path / "10kGNAD-test.csv")
-    first = run_rag("index", "10kGNAD-test.csv", "--json", cwd=tmp_path)
+    first = run_rag("index", "10kGNAD-test.csv", "--json", cwd=tmp_path, timeout=3600)
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
     assert len(report["added"]) == 1028 and report["skipped"] == [] and report["duplicates"] == []
