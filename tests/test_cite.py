@@ -16,7 +16,7 @@ from rag.cite import (
     verify_answer,
     with_markers,
 )
-from rag.ingest import decode_file
+from rag.ingest import read_source
 from rag.types import Passage
 
 ISRAEL = "Im Gegensatz dazu unterhält Kasachstan seit 1992 formelle Beziehungen zu Israel."
@@ -109,7 +109,7 @@ def test_citations_quote_the_supporting_sentence() -> None:
 
 
 def test_support_on_real_seed_text(seeds_dir) -> None:  # type: ignore[no-untyped-def]
-    text = decode_file(seeds_dir / "001_33aa229a75a9783d.txt", max_bytes=10_000_000)
+    text = read_source("001_33aa229a75a9783d.txt", seeds_dir, max_bytes=10_000_000).text
     start = text.index("Im Gegensatz zu allen bisherigen")
     passage = text[start : text.index(".", text.index("1992", start)) + 1]
     assert is_supported("Kazakhstan has maintained formal relations with Israel since 1992.", passage)
