@@ -741,8 +741,9 @@ def update_index(
     paths = [Path(path) for path in paths]
     roots = _resolve_roots(paths, cwd)
     root = Path(settings.index_dir)
+    skipped: list[tuple[str, str]] = []
     if collection.format:
-        found, skipped = given_files(paths, cwd, collection.format), list[tuple[str, str]]()
+        found = given_files(paths, cwd, collection.format)
     else:
         found, skipped = discover(paths, cwd)
     index_forms = [Path(os.path.abspath(root)), root.resolve()]
