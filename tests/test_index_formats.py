@@ -290,6 +290,7 @@ def test_show_prints_the_cited_span_of_a_saved_page(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @needs_gnad
 def test_whole_10kgnad_indexes_1028_articles_and_a_rerun_is_a_no_op(tmp_path: Path) -> None:
     """Minutes of embedding: marked slow with the LLM tests, though it needs no LLM."""
