@@ -2,7 +2,8 @@
 
 Order: index_bench builds the seeds and 10kGNAD indexes in one work folder, which
 search_bench and answer_bench then reuse (the 10kGNAD embedding is the long part,
-several minutes on 2 cores); then startup_bench and the lead's germanquad.py. Each
+several minutes on 2 cores); then startup_bench, the lead's germanquad.py and
+extract_bench (HTML and PDF reading against plain text). Each
 runs as its own process with this interpreter, so one's memory and threads do not
 colour the next. The work folder is a temporary one, deleted at the end, unless
 --work-dir is given. Writes bench/results/run_all.json (steps, exit codes,
@@ -26,7 +27,7 @@ from benchlib import REPO, RESULTS_DIR, machine_info, write_result
 from index_bench import gnad_index_dir, seeds_index_dir
 
 BENCH = Path(__file__).resolve().parent
-STEPS = ("index", "search", "startup", "answer", "germanquad")
+STEPS = ("index", "search", "startup", "answer", "germanquad", "extract")
 
 
 def step_command(name: str, work_dir: Path, quick: bool) -> list[str]:
@@ -54,6 +55,7 @@ def step_command(name: str, work_dir: Path, quick: bool) -> list[str]:
         "startup": ["startup_bench.py"] + (["--repeats", "3"] if quick else []),
         "answer": ["answer_bench.py", *reuse_seeds] + (["--limit", "2", "--no-cold"] if quick else []),
         "germanquad": ["germanquad.py"],
+        "extract": ["extract_bench.py"] + (["--repeats", "2", "--pdf-articles", "5"] if quick else []),
     }
     script, *arguments = commands[name]
     return [python, str(BENCH / script), *arguments]
@@ -166,12 +168,26 @@ def _germanquad_rows(data: dict[str, Any]) -> list[str]:
     return [f"| GermanQuAD ({data.get('chunks', '?')} chunks) | {cells} |"]
 
 
+def _extract_rows(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, result in data["formats"].items():
+        unit, as_format, as_text = result["unit"], result["format"], result["txt"]
+        rows.append(
+            f"| read {name} ({len(result['files'])} files) | {as_format['units_per_second']} {unit}s/s, "
+            f"{as_format['mb_per_second']} MB/s; the same text from .txt {as_text['units_per_second']} "
+            f"{unit}s/s, {as_text['mb_per_second']} MB/s; {name} takes ×{result['format_over_txt_time']} "
+            "the time |"
+        )
+    return rows
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "index": _index_rows,
     "search": _search_rows,
     "startup": _startup_rows,
     "answer": _answer_rows,
     "germanquad": _germanquad_rows,
+    "extract": _extract_rows,
 }
 
 

@@ -95,6 +95,7 @@ class Answer:
                     "start": c.start,
                     "end": c.end,
                     "quote": c.quote,
+                    "page": c.page,
                 }
                 for c in self.citations
             ],
@@ -108,6 +109,7 @@ class Answer:
                     "end": p.end,
                     "text": p.text,
                     "score": round(p.score, 6),
+                    "page": p.page,
                 }
                 for n, p in enumerate(self.passages, 1)
             ],
@@ -232,6 +234,7 @@ def _citations(
             start=window.start,
             end=window.end,
             quote=window.text,
+            page=shown[window.passage - 1].page,
         )
         for i, window in enumerate(windows)
     ]

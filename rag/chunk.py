@@ -273,6 +273,7 @@ def chunk_document(
                     outlet=doc.outlet,
                     date=doc.date,
                     author=doc.author,
+                    page=doc.page_at(start),
                 )
             )
     return chunks

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from rich.console import Console
@@ -26,7 +26,8 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.errors import InputError, RagError
-from rag.render import error_line, render_answer, safe_text, stream_answer
+from rag.formats.collection import CollectionKind, CollectionOptions
+from rag.render import error_line, render_answer, safe_text, span_label, stream_answer
 from rag.sanitize import for_terminal, json_line
 from rag.settings import Settings
 from rag.types import Passage, SearchFilters
@@ -142,6 +143,7 @@ def _passage_json(n: int, passage: Passage) -> dict[str, Any]:
         "section": passage.section,
         "outlet": passage.outlet,
         "date": passage.date,
+        "page": passage.page,
     }
 
 
@@ -203,6 +205,16 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
     "--rebuild", is_flag=True, help="Rebuild from scratch (needed after changing models or chunking)."
 )
 @click.option(
+    "--format",
+    "collection_format",
+    type=click.Choice(["csv", "jsonl"]),
+    help="Read the given FILES as a CSV or JSONL collection (one article per row), whatever their suffix.",
+)
+@click.option(
+    "--text-column", help="Collection column holding the article text: a header name or a number from 1."
+)
+@click.option("--title-column", help="Collection column holding the title: a header name or a number from 1.")
+@click.option(
     "--follow-symlinks",
     is_flag=True,
     default=None,
@@ -211,13 +223,34 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def index_cmd(
-    ctx: click.Context, paths: tuple[Path, ...], rebuild: bool, follow_symlinks: bool | None, as_json: bool
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    rebuild: bool,
+    collection_format: str | None,
+    text_column: str | None,
+    title_column: str | None,
+    follow_symlinks: bool | None,
+    as_json: bool,
 ) -> None:
-    """Index .txt and .md files (default: seeds/). Unchanged files are skipped."""
+    """Index articles (default: seeds/). Unchanged files and rows are skipped.
+
+    \b
+    Formats: text (.txt .md), saved web pages (.html .htm), PDF (.pdf), and
+    collections with one article per row (.csv .tsv .jsonl .ndjson), each row
+    indexed as FILE#row=N. Collection columns are detected from the header
+    (text/body/content…, title/headline…, date, author, outlet) or, without
+    one, the longest column is the text; the flags override that:
+      rag index articles.csv --text-column body --title-column headline
+      rag index export.txt --format csv --text-column 2
+    """
     settings = _settings(ctx, follow_symlinks=follow_symlinks)
     pipeline = _pipeline(settings)
+    kind = cast("CollectionKind | None", collection_format)  # click.Choice allows only these two
+    collection = CollectionOptions(kind, text_column, title_column)
     with _progress("Indexing", enabled=not as_json) as update:
-        report = pipeline.index(list(paths) or [Path("seeds")], rebuild=rebuild, on_progress=update)
+        report = pipeline.index(
+            list(paths) or [Path("seeds")], rebuild=rebuild, on_progress=update, collection=collection
+        )
     if as_json:
         _print_json(
             {
@@ -285,10 +318,56 @@ def search_cmd(
             f"{passage.score:.4f}",
             safe_text(passage.source, single_line=True),
             safe_text(passage.title),
-            f"{passage.start}–{passage.end}",
+            span_label(passage.start, passage.end, passage.page),
             _highlighted(query, passage.text),
         )
     console.print(table)
+
+
+@cli.command("show")
+@click.argument("source")
+@click.argument("start", type=click.IntRange(min=0))
+@click.argument("end", type=click.IntRange(min=1))
+@click.option(
+    "--context", type=click.IntRange(min=0), default=300, show_default=True, help="Characters shown around."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the span and its context as JSON.")
+@click.pass_context
+def show_cmd(ctx: click.Context, source: str, start: int, end: int, context: int, as_json: bool) -> None:
+    """Print the cited span START–END of SOURCE, highlighted in its surroundings.
+
+    \b
+    SOURCE, START and END are a citation's `source` and span, as `rag ask` and
+    `rag search` print them; for a web page, PDF or collection row the span counts
+    characters of the extracted text, which this prints:
+      rag show ../news/spiegel.de.albtraum.html 812 1104
+      rag show articles.csv#row=17 0 240 --json
+    """
+    from rag.show import show_span
+
+    view = show_span(_settings(ctx), source, start, end, context=context)
+    if as_json:
+        from dataclasses import asdict
+
+        _print_json(asdict(view))
+        return
+    header = f"{view.source} · {view.title} · {span_label(view.start, view.end, view.page)}"
+    console.print(safe_text(header, style="bold"))
+    if view.changed:
+        err_console.print(
+            Text("The source changed since it was indexed: the span may point elsewhere — run `rag index`.")
+        )
+    elif not view.indexed:
+        err_console.print(Text("(this source is not in the index)", style="dim"))
+    console.print(
+        Text.assemble(
+            ("…" if view.before else "", "dim"),
+            (for_terminal(view.before), "dim"),
+            (for_terminal(view.text), "bold yellow"),
+            (for_terminal(view.after), "dim"),
+            ("…" if view.after else "", "dim"),
+        )
+    )
 
 
 @cli.command("docs")
@@ -681,6 +760,10 @@ def eval_cmd(
         if overall.get(name) is not None:
             table.add_row(name, format_value(name, overall[name]))
     console.print(table)
+    for corpus, count in run.summary["run"]["skipped_corpora"].items():
+        console.print(
+            safe_text(f"Skipped {count} questions: their corpus {corpus} is not there.", style="yellow")
+        )
     console.print(safe_text(f"Report: {run.report_path}"))
     evaluate.check_thresholds(overall, floors, ceilings)
 

@@ -6,6 +6,11 @@
   of the questions they follow as chat history), plus one cheap k=10 search with the
   same query for retrieval recall. Retrieval-only mode runs the search alone and
   never loads the language model.
+- A question may name a `corpus`: a folder (relative to the questions file) that is
+  indexed into an index of its own beside the given one (`<index_dir>-<folder name>`,
+  incrementally) and searched for that question alone. When the folder is absent
+  (a corpus kept outside the repository), its questions are skipped and the run
+  records how many and why.
 - Scoring is done by pure functions: evidence recall@k and MRR, required facts,
   ALCE-style citation validity/recall/precision (with `rag.cite.is_supported`) plus
   grounding in the gold evidence, refusal rates, false premises and speed, each
@@ -27,6 +32,7 @@ import json
 import re
 import subprocess
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -132,6 +138,7 @@ class Question:
     follows: str | None = None
     include_comments: bool = False
     notes: str | None = None
+    corpus: str | None = None  # a folder relative to the questions file; None: the given index
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Question:
@@ -147,6 +154,7 @@ class Question:
             follows=data.get("follows"),
             include_comments=bool(data.get("include_comments", False)),
             notes=data.get("notes"),
+            corpus=data.get("corpus"),
         )
 
     def gold_json(self) -> dict[str, Any]:
@@ -160,6 +168,7 @@ class Question:
             "follows": self.follows,
             "include_comments": self.include_comments,
             "notes": self.notes,
+            "corpus": self.corpus,
         }
 
 
@@ -641,16 +650,23 @@ def run_eval(
         selected = [question for question in selected if question.answerable]
     previous = find_previous_summary(out_dir)
     indexed = pipeline.reader.documents()  # also fails on a missing or stale index before any work
+    selected, skipped_corpora = without_absent_corpora(selected, questions.path)
     if not retrieval_only:
         for language in sorted({question.lang for question in selected}):
             pipeline.answer_llm(language)  # load up front, so no question's timings include loading
         pipeline.aux_llm  # noqa: B018
+    corpora = open_corpora(pipeline, {q.corpus for q in selected if q.corpus}, questions.path, on_progress)
+    pipelines: dict[str | None, Pipeline] = {None: pipeline}
+    pipelines.update(corpora)
+    documents: dict[str | None, list[dict[str, Any]]] = {None: indexed}
+    documents.update({corpus: other.documents() for corpus, other in corpora.items()})
     stage = "retrieving" if retrieval_only else "answering"
     answers: dict[str, tuple[Question, Answer]] = {}
     results: list[dict[str, Any]] = []
     for done, question in enumerate(selected):
         if on_progress:
             on_progress(stage, done, len(selected))
+        target = pipelines[question.corpus]
         filters = SearchFilters(include_comments=question.include_comments)
         record: dict[str, Any] = {
             "id": question.id,
@@ -660,11 +676,11 @@ def run_eval(
         }
         if retrieval_only:
             record["question"] = question.question
-            retrieved = pipeline.search(question.question, k=RETRIEVAL_K, filters=filters)
+            retrieved = target.search(question.question, k=RETRIEVAL_K, filters=filters)
         else:
-            gold = gold_passages(question, indexed) if oracle else None
+            gold = gold_passages(question, documents[question.corpus]) if oracle else None
             answer = ask(
-                pipeline,
+                target,
                 question.question,
                 filters=filters,
                 history=_history(question, answers),
@@ -674,8 +690,8 @@ def run_eval(
                 raise KeyboardInterrupt
             answers[question.id] = (question, answer)
             record.update(answer.to_json())
-            record["quotes_exact"] = quotes_exact(answer, pipeline.cwd) if answer.citations else None
-            retrieved = gold or pipeline.search(
+            record["quotes_exact"] = quotes_exact(answer, target) if answer.citations else None
+            retrieved = gold or target.search(
                 answer.question,
                 k=RETRIEVAL_K,
                 filters=filters,
@@ -689,10 +705,12 @@ def run_eval(
         results.append(record)
     if on_progress:
         on_progress(stage, len(selected), len(selected))
-    summary = {
-        "run": run_metadata(pipeline, questions, retrieval_only=retrieval_only, oracle=oracle, limit=limit),
-        **summarize_groups(results),
-    }
+    for other in corpora.values():
+        other.close()
+    run = run_metadata(pipeline, questions, retrieval_only=retrieval_only, oracle=oracle, limit=limit)
+    run["corpora"] = {corpus: _index_record(other) for corpus, other in corpora.items()}
+    run["skipped_corpora"] = skipped_corpora
+    summary = {"run": run, **summarize_groups(results)}
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / RESULTS_FILE).open("w", encoding="utf-8") as handle:
         for record in results:
@@ -704,17 +722,64 @@ def run_eval(
     return EvalRun(out_dir=out_dir, summary=summary, results=results, report_path=report_path)
 
 
-def quotes_exact(answer: Answer, cwd: Path) -> bool:
-    """Whether every citation quotes its source file character for character at its span."""
-    from rag.ingest import decode_file
+def quotes_exact(answer: Answer, pipeline: Pipeline) -> bool:
+    """Whether every citation quotes its source's canonical text character for character at its span."""
+    from rag.ingest import read_source
 
+    manifest = pipeline.reader.manifest
     texts: dict[str, str] = {}
     for citation in answer.citations:
         if citation.source not in texts:
-            texts[citation.source] = decode_file(cwd / citation.source, MAX_SOURCE_BYTES)
+            options = manifest.collection_options(citation.source)
+            texts[citation.source] = read_source(
+                citation.source, pipeline.cwd, MAX_SOURCE_BYTES, options
+            ).text
         if texts[citation.source][citation.start : citation.end] != citation.quote:
             return False
     return True
+
+
+def without_absent_corpora(
+    questions: Sequence[Question], questions_path: Path
+) -> tuple[list[Question], dict[str, int]]:
+    """The questions whose corpus folder exists (or that need none), and how many each absent one cost."""
+    absent = {q.corpus for q in questions if q.corpus and not (questions_path.parent / q.corpus).is_dir()}
+    skipped = Counter(q.corpus for q in questions if q.corpus in absent)
+    kept = [question for question in questions if question.corpus not in absent]
+    if questions and not kept:
+        names = ", ".join(sorted(f"{questions_path.parent / corpus}" for corpus in absent))
+        raise EvalError(
+            f"Every selected question needs an absent corpus ({names}) — add it or change --limit"
+        )
+    return kept, {str(corpus): count for corpus, count in sorted(skipped.items())}
+
+
+def corpus_index_dir(index_dir: Path, folder: Path) -> Path:
+    """Where a question corpus is indexed: beside the main index, e.g. `index-html-news/`."""
+    return index_dir.with_name(f"{index_dir.name}-{folder.resolve().name}")
+
+
+def open_corpora(
+    pipeline: Pipeline, corpora: set[str], questions_path: Path, on_progress: ProgressCallback | None
+) -> dict[str, Pipeline]:
+    """A pipeline per corpus folder on the shared models, its index brought up to date first."""
+    opened: dict[str, Pipeline] = {}
+    for corpus in sorted(corpora):
+        folder = questions_path.parent / corpus
+        index_dir = corpus_index_dir(Path(pipeline.settings.index_dir), folder)
+        other = pipeline.sharing_models(pipeline.settings.with_overrides(index_dir=index_dir))
+        other.index([folder], on_progress=on_progress)
+        opened[corpus] = other
+    return opened
+
+
+def _index_record(pipeline: Pipeline) -> dict[str, Any]:
+    manifest = pipeline.reader.manifest
+    return {
+        "index_dir": str(pipeline.settings.index_dir),
+        "fingerprint": manifest.fingerprint,
+        "files": {source: entry.sha256 for source, entry in sorted(manifest.files.items())},
+    }
 
 
 def gold_passages(question: Question, documents: Sequence[Mapping[str, Any]]) -> list[Passage]:

@@ -65,6 +65,8 @@ from rag.errors import (
     RagError,
     StaleIndexError,
 )
+from rag.formats import extractor_fingerprint
+from rag.formats.collection import CollectionOptions
 from rag.settings import Settings
 from rag.types import Chunk, Document, IndexReport
 
@@ -93,6 +95,8 @@ LIBRARIES = (
     "bm25s",
     "sentencex",
     "PyStemmer",
+    "trafilatura",
+    "pypdf",
 )
 # Test hook: a marker path; a write creates it after storing the vectors, then stalls there.
 PAUSE_ENV = "RAG_TEST_PAUSE_MID_WRITE"
@@ -107,7 +111,7 @@ class FileEntry:
     """One indexed file as recorded in the manifest."""
 
     sha256: str  # hash of the decoded text (Document.sha256)
-    file_sha256: str  # hash of the raw bytes: the cheap "unchanged?" test
+    file_sha256: str  # hash of the raw bytes (and a collection's options): the cheap "unchanged?" test
     chunk_ids: list[str]
     title: str
     author: str | None = None
@@ -137,10 +141,18 @@ class Manifest:
     chunk_overlap_tokens: int
     library_versions: dict[str, str]
     created: str
-    files: dict[str, FileEntry] = field(default_factory=dict)
+    extractors: str = ""  # rag.formats.extractor_fingerprint() of the build
+    files: dict[str, FileEntry] = field(default_factory=dict)  # by document source (`file.csv#row=17`)
     duplicates: dict[str, str] = field(default_factory=dict)  # copy source -> original source
     # Path within the version -> size and hash (chunks.jsonl, bm25/*); empty in older indexes.
     data_files: dict[str, DataFile] = field(default_factory=dict)
+    collections: dict[str, dict[str, str | None]] = field(default_factory=dict)  # file -> how it was read
+
+    def collection_options(self, source: str) -> CollectionOptions:
+        """The options the collection file holding `source` (a row or the file) was indexed with."""
+        from rag.ingest import source_file
+
+        return CollectionOptions(**self.collections.get(source_file(source), {}))  # type: ignore[arg-type]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1, sort_keys=True)
@@ -175,7 +187,9 @@ class _Plan:
     to_index: list[tuple[Document, str]]  # (document, raw-bytes hash)
     duplicates: dict[str, str]
     skipped: list[tuple[str, str]]
-    indexable: int  # files of this run that are indexed or known duplicates
+    indexable: int  # documents of this run that are indexed or known duplicates
+    sources: set[str]  # the documents found in this run: files, and rows of collection files
+    collections: dict[str, dict[str, str | None]]  # collection file -> its options (manifest)
 
 
 # ---------------------------------------------------------------------------
@@ -363,6 +377,10 @@ def _check_compatible(manifest: Manifest, settings: Settings, hashes: _ModelHash
         differences.append(
             f"chunk_overlap_tokens {manifest.chunk_overlap_tokens}, now {settings.chunk_overlap_tokens}"
         )
+    if manifest.extractors != extractor_fingerprint():
+        differences.append(
+            f"text extractors {manifest.extractors or 'unrecorded'}, now {extractor_fingerprint()}"
+        )
     reason = "; ".join(differences) or "another settings fingerprint"
     raise StaleIndexError(f"{root}/ was built with other settings ({reason}) — run `rag index --rebuild`")
 
@@ -473,6 +491,15 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def published_manifest(settings: Settings) -> Manifest | None:
+    """The manifest of the published index, or None when there is none; checks no settings.
+
+    For looking up what was indexed and how (`rag show`), without opening the stores.
+    """
+    version = _current_version(Path(settings.index_dir))
+    return version.manifest if version is not None else None
+
+
 def open_index(settings: Settings) -> IndexReader:
     """Open the published index for reading; cheap (no embedding model, no Chroma yet).
 
@@ -506,11 +533,14 @@ def open_index(settings: Settings) -> IndexReader:
 # Writing
 
 
-def _file_sha256(path: Path) -> str:
+def _file_sha256(path: Path, reading: str = "") -> str:
+    """Hash of the raw bytes, plus how the file is read (a collection's options) when that matters."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(_HASH_BLOCK_BYTES):
             digest.update(block)
+    if reading:
+        digest.update(b"\0" + reading.encode())
     return digest.hexdigest()
 
 
@@ -532,42 +562,62 @@ def _is_under(path: Path, roots: Sequence[Path]) -> bool:
 
 def _plan(
     found: Sequence[tuple[Path, str]],
-    old_files: dict[str, FileEntry],
-    old_duplicates: dict[str, str],
+    old: Manifest | None,
     roots: Sequence[Path],
     settings: Settings,
     cwd: Path,
+    options: CollectionOptions,
     on_progress: ProgressCallback | None,
 ) -> _Plan:
-    """Sort this run's files into unchanged, to (re)index and duplicates; keep files outside `roots`."""
-    from rag.ingest import read_document
+    """Sort this run's documents into unchanged, to (re)index and duplicates; keep files outside `roots`.
 
+    A collection file counts as unchanged when its bytes and options are: then none of
+    its rows is read. Otherwise every row is compared by content hash, so a changed
+    row is re-indexed alone.
+    """
+    from rag.ingest import collection_kind, read_documents, source_file
+
+    old_files = old.files if old is not None else {}
+    old_duplicates = old.duplicates if old is not None else {}
     max_bytes = int(settings.max_file_mb * 1024 * 1024)
+    rows_of: dict[str, dict[str, FileEntry]] = {}
+    for source, entry in old_files.items():
+        rows_of.setdefault(source_file(source), {})[source] = entry
     keep: dict[str, FileEntry] = {}
+    sources: set[str] = set()
+    collections: dict[str, dict[str, str | None]] = {}
     candidates: list[tuple[Document, str]] = []
     skipped: list[tuple[str, str]] = []
     for done, (path, source) in enumerate(found, start=1):
         if on_progress:
             on_progress("reading", done, len(found))
-        old = old_files.get(source)
+        is_collection = collection_kind(path, options) is not None
+        if is_collection:
+            collections[source] = asdict(options)
+        known = rows_of.get(source, {})
+        sources.update(known)  # until read: a file that cannot be read loses its old entries
         try:
-            file_sha = _file_sha256(path) if path.stat().st_size <= max_bytes else ""
-            if old is not None and old.file_sha256 == file_sha:
-                keep[source] = old
+            reading = options.describe() if is_collection else ""
+            file_sha = _file_sha256(path, reading) if path.stat().st_size <= max_bytes else ""
+            if known and all(entry.file_sha256 == file_sha for entry in known.values()):
+                keep.update(known)
                 continue
-            document = read_document(path, source, max_bytes)
+            documents, skipped_rows = read_documents(path, source, max_bytes, options)
         except (RagError, OSError) as error:
             skipped.append((source, str(error)))
             continue
-        if old is not None and old.sha256 == document.sha256:
-            keep[source] = replace(old, file_sha256=file_sha)
-        else:
-            candidates.append((document, file_sha))
-
-    found_sources = {source for _, source in found}
+        skipped.extend(skipped_rows)
+        sources.difference_update(known)
+        for document in documents:
+            sources.add(document.source)
+            previous = old_files.get(document.source)
+            if previous is not None and previous.sha256 == document.sha256:
+                keep[document.source] = replace(previous, file_sha256=file_sha)
+            else:
+                candidates.append((document, file_sha))
 
     def outside_roots(source: str) -> bool:
-        return source not in found_sources and not _is_under(cwd / source, roots)
+        return source not in sources and not _is_under(cwd / source_file(source), roots)
 
     for source, entry in old_files.items():
         if source not in keep and outside_roots(source):
@@ -583,7 +633,17 @@ def _plan(
             duplicates[document.source] = original
     duplicates = {copy: original for copy, original in duplicates.items() if original in original_of.values()}
     indexed_now = set(keep) | {document.source for document, _ in to_index} | set(duplicates)
-    return _Plan(keep, to_index, duplicates, skipped, indexable=len(found_sources & indexed_now))
+    indexed_files = {source_file(source) for source in indexed_now}
+    collections = {**(old.collections if old is not None else {}), **collections}
+    return _Plan(
+        keep,
+        to_index,
+        duplicates,
+        skipped,
+        indexable=len(sources & indexed_now),
+        sources=sources,
+        collections={file: how for file, how in sorted(collections.items()) if file in indexed_files},
+    )
 
 
 def _library_versions() -> dict[str, str]:
@@ -742,9 +802,11 @@ def _write_version(
         chunk_overlap_tokens=settings.chunk_overlap_tokens,
         library_versions=_library_versions(),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        extractors=extractor_fingerprint(),
         files=dict(sorted({**plan.keep, **new_entries}.items())),
         duplicates=dict(sorted(plan.duplicates.items())),
         data_files=_data_files(directory),
+        collections=plan.collections,
     )
     (directory / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
     _sync_tree(directory)
@@ -764,6 +826,7 @@ def update_index(
     rebuild: bool = False,
     on_progress: ProgressCallback | None = None,
     multilingual: Callable[[], Embedder] | None = None,
+    collection: CollectionOptions | None = None,
 ) -> IndexReport:
     """Bring the index in line with the files under `paths`; see the module docstring.
 
@@ -771,18 +834,25 @@ def update_index(
     factories, called only when some chunk really needs a vector, so an unchanged
     corpus never loads a model. `cwd` anchors relative paths and the
     `source` names (default: the current directory). `on_progress(stage, done,
-    total)` reports reading, chunking and embedding. Bad files are skipped with a
+    total)` reports reading, chunking and embedding. `collection` says how CSV and
+    JSONL files are read; with its `format` set, every path must be a file, read as
+    that format whatever its suffix. Bad files are skipped with a
     reason; a missing path or a corpus without any indexable file raises InputError,
     an index built with other settings raises StaleIndexError unless `rebuild`.
     """
-    from rag.ingest import discover
+    from rag.ingest import READERS, discover, given_files
 
     started = time.perf_counter()
     cwd = cwd or Path.cwd()
+    collection = collection or CollectionOptions()
     paths = [Path(path) for path in paths]
     roots = _resolve_roots(paths, cwd)
     root = Path(settings.index_dir)
-    found, skipped = discover(paths, cwd, settings.follow_symlinks)
+    skipped: list[tuple[str, str]] = []
+    if collection.format:
+        found = given_files(paths, cwd, collection.format)
+    else:
+        found, skipped = discover(paths, cwd, settings.follow_symlinks)
     index_forms = [Path(os.path.abspath(root)), root.resolve()]
     found = sorted(
         ((path, source) for path, source in found if not _is_under(path, index_forms)),
@@ -790,7 +860,9 @@ def update_index(
     )
     names = ", ".join(str(path) for path in paths)
     if not found:
-        raise InputError(f"No .txt or .md files found in {names} — give a folder with articles")
+        raise InputError(
+            f"No supported files ({', '.join(sorted(READERS))}) in {names} — give a folder with articles"
+        )
 
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root):
@@ -800,16 +872,20 @@ def update_index(
         if base is not None:
             _check_compatible(base.manifest, settings, hashes, root)
             _check_intact(base, root, thorough=True)  # never "unchanged", never a base, when damaged
-        old_files = base.manifest.files if base is not None else {}
-        old_duplicates = base.manifest.duplicates if base is not None else {}
-        plan = _plan(found, old_files, old_duplicates, roots, settings, cwd, on_progress)
+        old = base.manifest if base is not None else None
+        old_files = old.files if old is not None else {}
+        plan = _plan(found, old, roots, settings, cwd, collection, on_progress)
         skipped = [*skipped, *plan.skipped]
         if plan.indexable == 0:
             first_reason = f": {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
             raise InputError(f"No indexable file in {names} ({len(skipped)} skipped{first_reason})")
 
         indexed_sources = {document.source for document, _ in plan.to_index}
-        unchanged = plan.keep == old_files and plan.duplicates == old_duplicates and not indexed_sources
+        unchanged = (
+            old is not None
+            and (plan.keep, plan.duplicates, plan.collections) == (old.files, old.duplicates, old.collections)
+            and not indexed_sources
+        )
         if base is not None and unchanged:
             chunks_total, embedded = sum(len(entry.chunk_ids) for entry in old_files.values()), 0
         else:
@@ -817,12 +893,11 @@ def update_index(
             chunks, embedded = _write_version(root, base, plan, encoders, settings, hashes, on_progress)
             chunks_total = len(chunks)
 
-    found_sources = {source for _, source in found}
     return IndexReport(
         added=sorted(indexed_sources - set(old_files)),
         updated=sorted(indexed_sources & set(old_files)),
         removed=sorted(set(old_files) - set(plan.keep) - indexed_sources),
-        unchanged=sorted(found_sources & set(plan.keep) & set(old_files)),
+        unchanged=sorted(plan.sources & set(plan.keep) & set(old_files)),
         duplicates=sorted(plan.duplicates.items()),
         skipped=skipped,
         chunks_total=chunks_total,

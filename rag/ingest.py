@@ -1,46 +1,48 @@
-"""Find input files, decode them into canonical text, and read their metadata.
+"""Find input files and turn them into Documents with canonical text, metadata and sections.
 
 `discover` expands the paths given to `rag index` into supported files (plus the reasons
-others were skipped); `decode_file` turns one file into the canonical text that every
-span in the system points into; `read_document` adds hash, title, metadata and section
-labels. Supported formats are the `READERS` registry: one entry per suffix.
+others were skipped). Supported formats are the `READERS` registry, one entry per
+suffix: text files are decoded here (`decode_file`); saved web pages, PDFs and
+collections (CSV/JSONL, one article per row) are read by `rag.formats`.
+`read_documents` turns one file into its documents (a collection gives one per row,
+`file.csv#row=17`), adding hash, title, metadata (`rag.metadata`) and section labels
+(`rag.cleaning`); `read_source` gives the document behind any indexed source, the one
+way to get the canonical text that every span in the system points into.
 Whitespace is never collapsed in the canonical text; `normalize_whitespace` does that
 for display and embedding only. Chunking and indexing live elsewhere.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import hashlib
 import os
 import re
 import stat
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-from rag.cleaning import OUTLETS, label_sections, outlet_of
+from rag.cleaning import label_sections
 from rag.errors import InputError
-from rag.types import Document
+from rag.formats.collection import CollectionKind, CollectionOptions
+from rag.metadata import extract_metadata, parse_date
+from rag.types import Document, Extraction, Section
+
+Format = Literal["text", "html", "pdf", "csv", "jsonl"]
 
 BYTES_PER_MB = 1024 * 1024
 BINARY_SNIFF_BYTES = 8192
 MAX_CONTROL_CHAR_SHARE = 0.10  # random bytes decoded as latin-1 are ~23 % controls
 TITLE_MAX_CHARS = 120
-METADATA_HEAD_LINES = 12  # bylines and date lines are looked for near the top only
 
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
 
 
-def decode_file(path: Path, max_bytes: int) -> str:
-    """The canonical text of a text file: decoded, NFC-normalised, with \\n line endings.
-
-    Refuses oversized files before reading them and files that look binary.
-    Decoding tries UTF-8 (with or without BOM), UTF-16 with BOM, then cp1252 and latin-1.
-    """
+def read_limited(path: Path, max_bytes: int) -> bytes:
+    """The raw bytes of a file; refuses files over the size limit before reading them."""
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -56,14 +58,26 @@ def decode_file(path: Path, max_bytes: int) -> str:
         raise InputError(
             f"{path.name} grew past the {_format_mb(max_bytes)} MB limit while reading — try again"
         )
+    return data
+
+
+def decode_file(path: Path, max_bytes: int) -> str:
+    """The canonical text of a text file: decoded, NFC-normalised, with \\n line endings.
+
+    Refuses oversized files before reading them and files that look binary.
+    Decoding tries UTF-8 (with or without BOM), UTF-16 with BOM, then cp1252 and latin-1.
+    """
+    return decode_text(read_limited(path, max_bytes), path.name)
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """`data` decoded as in `decode_file`; InputError when it looks binary."""
     is_utf16 = data.startswith(_UTF16_BOMS)
     if not is_utf16 and b"\x00" in data[:BINARY_SNIFF_BYTES]:
-        raise InputError(f"{path.name} looks binary (it contains NUL bytes) — only text files can be indexed")
+        raise InputError(f"{name} looks binary (it contains NUL bytes) — only text files can be indexed")
     text = data.decode("utf-16") if is_utf16 else _decode_bytes(data)
     if _control_char_share(text[:BINARY_SNIFF_BYTES]) > MAX_CONTROL_CHAR_SHARE:
-        raise InputError(
-            f"{path.name} looks binary (mostly control characters) — only text files can be indexed"
-        )
+        raise InputError(f"{name} looks binary (mostly control characters) — only text files can be indexed")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return unicodedata.normalize("NFC", text)
 
@@ -99,10 +113,18 @@ def _os_reason(error: OSError) -> str:
     return error.strerror or type(error).__name__
 
 
-# Readers by lower-case suffix: path and size limit in, canonical text out.
-READERS: dict[str, Callable[[Path, int], str]] = {
-    ".txt": decode_file,
-    ".md": decode_file,
+# Supported formats by lower-case suffix: plain text, a saved web page, a PDF, or a
+# collection of articles (one per row, see rag.formats.collection).
+READERS: dict[str, Format] = {
+    ".txt": "text",
+    ".md": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
 }
 
 
@@ -222,6 +244,17 @@ def discover(
     return found, skipped
 
 
+def given_files(paths: Sequence[Path], cwd: Path, format_name: str) -> list[tuple[Path, str]]:
+    """(path, source) of files named directly, for `rag index --format`: read whatever their suffix."""
+    found = []
+    for given in paths:
+        path = Path(os.path.abspath(cwd / given))
+        if not path.is_file():
+            raise InputError(f"--format {format_name} reads files: {given} is not a file — name the file")
+        found.append((path, _source_label(path, cwd)))
+    return found
+
+
 _WHITESPACE_RUN = re.compile(r"[^\S\n]+")
 _SPACED_NEWLINES = re.compile(r" ?\n\s*")
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
@@ -238,73 +271,6 @@ def normalize_whitespace(text: str) -> str:
     return text.strip()
 
 
-_MONTHS = {
-    "januar": 1, "jänner": 1, "jan": 1, "februar": 2, "feber": 2, "feb": 2, "märz": 3, "mär": 3, "mrz": 3,
-    "april": 4, "apr": 4, "mai": 5, "juni": 6, "jun": 6, "juli": 7, "jul": 7, "august": 8, "aug": 8,
-    "september": 9, "sept": 9, "sep": 9, "oktober": 10, "okt": 10, "november": 11, "nov": 11,
-    "dezember": 12, "dez": 12,
-}  # fmt: skip
-_MONTH_NAMES = "|".join(sorted(_MONTHS, key=len, reverse=True))
-_DATE_PATTERNS = (
-    re.compile(
-        rf"\b(?P<day>\d{{1,2}})\.\s*(?P<month>{_MONTH_NAMES})\.?\s+(?P<year>\d{{4}})\b", re.IGNORECASE
-    ),
-    re.compile(r"\b(?P<day>\d{1,2})\.\s?(?P<month>\d{1,2})\.\s?(?P<year>\d{4})\b"),
-    re.compile(r"\b(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})\b"),
-)
-_NAME = r"[A-ZÄÖÜ][\w'’.-]+(?:\s+(?:von|van|de|der|zu|al|el)?\s*[A-ZÄÖÜ][\w'’.-]+){1,3}"
-_BYLINE = re.compile(
-    rf"^\s*(?:Von|Ein (?:Beitrag|Kommentar|Gastbeitrag|Interview) von|Autor(?:in)?:|Text:)\s+"
-    rf"(?P<author>{_NAME}(?:\s+(?:und|&)\s+{_NAME})?)\s*(?:[–—|,-]\s*(?P<rest>.*))?$",
-    re.MULTILINE,
-)
-_DATE_LINE = re.compile(
-    r"^\s*(?:(?:Veröffentlicht|Publiziert|Erschienen)(?: am)?:?|Stand:|Datum:)?\s*(?P<date>[\w. -]{6,30}?)"
-    r"\s*(?:,?\s*\d{1,2}[:.]\d{2}(?:\s*Uhr)?)?\s*$",
-    re.MULTILINE,
-)
-_OUTLET_NAMES = "|".join(re.escape(name) for name in OUTLETS)
-_CREDIT_LINE = re.compile(rf"^\s*(?P<author>{_NAME})\s+für\s+(?:{_OUTLET_NAMES})\s*$", re.MULTILINE)
-
-
-def parse_date(text: str) -> str | None:
-    """The first valid date in `text` as ISO YYYY-MM-DD (German formats)."""
-    for pattern in _DATE_PATTERNS:
-        for match in pattern.finditer(text):
-            month_text = match["month"]
-            month = int(month_text) if month_text.isdigit() else _MONTHS[month_text.lower()]
-            try:
-                return dt.date(int(match["year"]), month, int(match["day"])).isoformat()
-            except ValueError:
-                continue
-    return None
-
-
-def extract_metadata(text: str) -> dict[str, Any]:
-    """Author, date and outlet when the text states them; None where it does not.
-
-    Looks only where articles state them: a byline ("Von Andrew Korybko – 20. Februar
-    2026") or a date line near the top, a credit line ("Joseph Fischer für Novastan"),
-    and self-references to the outlets in `rag.cleaning.OUTLETS`. Dates in the running
-    text (events, photo captions) are deliberately ignored.
-    """
-    head = "\n".join(text.lstrip().split("\n")[:METADATA_HEAD_LINES])
-    author = date = None
-    byline = _BYLINE.search(head)
-    if byline:
-        author = byline["author"].strip()
-        date = parse_date(byline["rest"] or "")
-    if date is None:
-        for line in _DATE_LINE.finditer(head):
-            date = parse_date(line["date"])
-            if date:
-                break
-    if author is None:
-        credit = _CREDIT_LINE.search(text)
-        author = credit["author"] if credit else None
-    return {"author": author, "date": date, "outlet": outlet_of(text)}
-
-
 def _title_of(text: str) -> str:
     first_line = next((line for line in text.split("\n") if line.strip()), "")
     title = normalize_whitespace(first_line)
@@ -313,24 +279,125 @@ def _title_of(text: str) -> str:
     return title[:TITLE_MAX_CHARS].rsplit(" ", 1)[0] + " …"
 
 
+def extract(path: Path, source: str, max_bytes: int) -> Extraction:
+    """The canonical text and stated metadata of one single-document file (text, HTML or PDF)."""
+    kind = READERS.get(path.suffix.lower())
+    if kind == "html":
+        from rag.formats.html import extract_html
+
+        return extract_html(read_limited(path, max_bytes), path.name)
+    if kind == "pdf":
+        from rag.formats.pdf import extract_pdf
+
+        return extract_pdf(read_limited(path, max_bytes), path.name)
+    if kind == "text":
+        return Extraction(decode_file(path, max_bytes))
+    raise InputError(f"{source}: unsupported file type (supported: {_supported_list()}) — convert it to text")
+
+
 def read_document(path: Path, source: str, max_bytes: int) -> Document:
-    """Decode one file and describe it; raises InputError for files that cannot be indexed."""
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
+    """Read one single-document file and describe it; raises InputError for files that cannot be indexed."""
+    return document_from(extract(path, source, max_bytes), source)
+
+
+def collection_kind(path: Path, options: CollectionOptions) -> CollectionKind | None:
+    """How `path` is read as a collection (forced by `options.format`, else by suffix), or None."""
+    kind = options.format or READERS.get(path.suffix.lower())
+    return kind if kind in ("csv", "jsonl") else None
+
+
+def read_documents(
+    path: Path, source: str, max_bytes: int, options: CollectionOptions
+) -> tuple[list[Document], list[tuple[str, str]]]:
+    """The documents of one file: itself, or each row of a collection (`source#row=N`).
+
+    Returns the documents and (row source, reason) for rows that were skipped;
+    raises InputError when the file as a whole cannot be read.
+    """
+    from rag.formats.collection import read_collection
+
+    kind = collection_kind(path, options)
+    if kind is None:
+        return [read_document(path, source, max_bytes)], []
+    collection = read_collection(decode_file(path, max_bytes), path.name, kind, options)
+    documents = [document_from(extraction, row_source(source, row)) for row, extraction in collection.rows]
+    return documents, [(row_source(source, row), reason) for row, reason in collection.skipped]
+
+
+_ROW_FRAGMENT = re.compile(r"^(?P<path>.+)#row=(?P<row>\d+)$")
+
+
+def row_source(file_source: str, row: int) -> str:
+    """The source of one row of a collection file: `file.csv#row=17`."""
+    return f"{file_source}#row={row}"
+
+
+def source_file(source: str) -> str:
+    """The file part of a source: `file.csv` for `file.csv#row=17`, else the source itself."""
+    match = _ROW_FRAGMENT.match(source)
+    return match["path"] if match else source
+
+
+def read_source(source: str, cwd: Path, max_bytes: int, options: CollectionOptions | None = None) -> Document:
+    """The document behind a source as indexed: the one way to get the canonical text of a span.
+
+    `source` is a path (relative to `cwd` unless absolute), optionally with `#row=N` for a
+    collection row; `options` are the ones the collection was indexed with
+    (`rag.index.Manifest.collection_options`). Raises InputError when the file or row is gone.
+    """
+    match = _ROW_FRAGMENT.match(source)
+    path = cwd / (match["path"] if match else source)
+    if match is None:
+        return read_document(path, source, max_bytes)
+    options = options or CollectionOptions()
+    if collection_kind(path, options) is None:
         raise InputError(
-            f"{source}: unsupported file type (supported: {_supported_list()}) — convert it to text"
+            f"{source}: {match['path']} is read as a collection only with the --format it was indexed with"
         )
-    text = reader(path, max_bytes)
+    documents, _ = read_documents(path, match["path"], max_bytes, options)
+    found = next((document for document in documents if document.source == source), None)
+    if found is None:
+        raise InputError(f"{source}: {match['path']} has no such row any more — run `rag index` again")
+    return found
+
+
+def document_from(extraction: Extraction, source: str) -> Document:
+    """A Document from what a reader extracted: metadata completed from the text, sections labelled.
+
+    Metadata the format states wins; what it leaves open is looked for in the text as
+    for text files (`extract_metadata`). The part before `comments_start` is labelled
+    by `rag.cleaning`, the rest is one comments section, and sections are cut at page
+    starts, so that no chunk crosses a page.
+    """
+    text = extraction.text
     if not text.strip():
         raise InputError(f"{source} is an empty file — add text to it or leave it out")
-    metadata = extract_metadata(text)
+    found = extract_metadata(text)
+    body_end = len(text) if extraction.comments_start is None else extraction.comments_start
+    sections = label_sections(text[:body_end])
+    if body_end < len(text):
+        sections = (*sections, Section("comments", body_end, len(text)))
     return Document(
         source=source,
         text=text,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        title=_title_of(text),
-        author=metadata["author"],
-        date=metadata["date"],
-        outlet=metadata["outlet"],
-        sections=label_sections(text),
+        title=extraction.title or _title_of(text),
+        author=extraction.author or found["author"],
+        date=(parse_date(extraction.date) if extraction.date else None) or found["date"],
+        outlet=extraction.outlet or found["outlet"],
+        sections=split_at_pages(sections, extraction.page_starts),
+        page_starts=extraction.page_starts,
     )
+
+
+def split_at_pages(sections: Sequence[Section], page_starts: Sequence[int]) -> tuple[Section, ...]:
+    """`sections` cut wherever a page starts inside one."""
+    result: list[Section] = []
+    for section in sections:
+        start = section.start
+        for page_start in page_starts:
+            if start < page_start < section.end:
+                result.append(Section(section.kind, start, page_start))
+                start = page_start
+        result.append(Section(section.kind, start, section.end))
+    return tuple(result)

@@ -19,6 +19,7 @@ AUX_CONTEXT_TOKENS = 2048  # rewrite and translate prompts are short
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
+    from rag.formats.collection import CollectionOptions
     from rag.generate import LocalLLM
     from rag.index import IndexReader
     from rag.language import Language
@@ -51,6 +52,13 @@ class Pipeline:
         self._reader: IndexReader | None = None
         self._retriever: Retriever | None = None
 
+    def sharing_models(self, settings: Settings) -> Pipeline:
+        """A pipeline for other settings (e.g. another index) on this one's encoders and loaded models."""
+        other = Pipeline(settings, embedder=self.embedder, multilingual=self.multilingual, cwd=self.cwd)
+        other._llm, other._aux_llm, other._llm_injected = self._llm, self._aux_llm, self._llm_injected
+        other._other_language_llms = self._other_language_llms
+        return other
+
     # Embedding model -----------------------------------------------------
     @property
     def embedder(self) -> Embedder:
@@ -74,6 +82,7 @@ class Pipeline:
         paths: Sequence[Path],
         rebuild: bool = False,
         on_progress: Callable[[str, int, int], None] | None = None,
+        collection: CollectionOptions | None = None,
     ) -> IndexReport:
         from rag.index import update_index
 
@@ -86,6 +95,7 @@ class Pipeline:
             rebuild=rebuild,
             on_progress=on_progress,
             multilingual=lambda: self.multilingual,
+            collection=collection,
         )
 
     def close(self) -> None:

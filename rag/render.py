@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rag.answer import Answer
     from rag.pipeline import Pipeline
 
+PAGE_LABELS = {"de": "S.", "en": "p."}
 STATUS_LABELS = {"follow_up": "↳ read with: ", "translate": "⇄ "}
 STATUS_STYLE = "dim italic"
 
@@ -43,6 +44,12 @@ def error_line(error: Exception | str) -> Text:
 def status_line(kind: str, text: str) -> Text:
     """A dimmed line for an intermediate step, e.g. `⇄ <German search question>` for a translation."""
     return safe_text(f"{STATUS_LABELS.get(kind, '')}{text}", style=STATUS_STYLE)
+
+
+def span_label(start: int, end: int, page: int | None, language: str = "en") -> str:
+    """A span as shown in tables: "120–340", or "S. 3 · 120–340" on page 3 of a PDF."""
+    span = f"{start}–{end}"
+    return span if page is None else f"{PAGE_LABELS.get(language, 'p.')} {page} · {span}"
 
 
 def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
@@ -72,7 +79,7 @@ def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
                 safe_text(passage.outlet),
                 safe_text(passage.date),
                 safe_text(citation.source, single_line=True),
-                f"{citation.start}–{citation.end}",
+                span_label(citation.start, citation.end, citation.page, result.language),
                 safe_text(citation.quote),
             )
         target.print(table)
@@ -85,7 +92,7 @@ def render_answer(result: Answer, show_passages: bool, target: Console) -> None:
             table.add_row(
                 str(n),
                 safe_text(passage.source, single_line=True),
-                f"{passage.start}–{passage.end}",
+                span_label(passage.start, passage.end, passage.page, result.language),
                 safe_text(passage.text),
             )
         target.print(table)

@@ -236,6 +236,14 @@ def write_report(
         f"- model: `{model.get('path', 'not loaded')}`"
         + (f" (sha256 {model['sha256'][:12]})" if model else ""),
         f"- index: fingerprint {run['index']['fingerprint']}, {len(run['index']['files'])} files",
+        *(
+            f"- corpus `{corpus}`: {len(index['files'])} files in `{index['index_dir']}`"
+            for corpus, index in run.get("corpora", {}).items()
+        ),
+        *(
+            f"- skipped: {count} questions, corpus `{corpus}` not found"
+            for corpus, count in run.get("skipped_corpora", {}).items()
+        ),
         f"- settings hash {run['settings_hash'][:12]} · git commit {run['git_commit'][:12]}",
         "",
         "## Overall",

@@ -341,6 +341,7 @@ def _passage(chunk: Chunk, score: float) -> Passage:
         date=chunk.date,
         author=chunk.author,
         chunk_ids=(chunk.id,),
+        page=chunk.page,
     )
 
 

@@ -135,11 +135,13 @@ class Settings(BaseSettings):
         """Hash of everything that shapes the stored index."""
         from rag.chunk import CHUNKER_VERSION
         from rag.cleaning import rules_fingerprint
+        from rag.formats import extractor_fingerprint
 
         shaping: dict[str, Any] = {name: getattr(self, name) for name in INDEX_SHAPING_FIELDS}
         shaping["embedding_model_hash"] = embedding_model_hash
         shaping["multilingual_model_hash"] = multilingual_model_hash
         shaping["chunker_version"] = CHUNKER_VERSION
         shaping["cleaning_rules"] = rules_fingerprint()
+        shaping["extractors"] = extractor_fingerprint()  # the canonical text of HTML and PDF
         blob = json.dumps(shaping, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -6,6 +6,7 @@ frozen dataclasses to the next. They hold data only: no I/O, no heavy imports.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,14 +23,34 @@ class Section:
 
 
 @dataclass(frozen=True)
-class Document:
-    """One decoded source file.
+class Extraction:
+    """What a format reader gets out of one document: the canonical text and what the format states.
 
-    `text` is the file's decoded text (BOM removed, NFC-normalised); every span in
-    the system (sections, chunks, citations) is an offset into this string.
+    Metadata left None is looked for in the text (bylines, date lines); `comments_start`
+    marks where a reader-comment section that the format delimits begins (HTML);
+    `page_starts` holds the offset of each page, page 1 first (PDF).
     """
 
-    source: str  # path as indexed: relative to the cwd of `rag index`, else absolute
+    text: str
+    title: str | None = None
+    author: str | None = None
+    date: str | None = None  # ISO date, YYYY-MM-DD
+    outlet: str | None = None
+    comments_start: int | None = None
+    page_starts: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source document: a file, or one row of a collection file (`file.csv#row=17`).
+
+    `text` is the canonical text: the decoded file (BOM removed, NFC-normalised) for
+    text files, the extracted article or page text for HTML and PDF, the row's title
+    and text for collections. Every span in the system (sections, chunks, citations)
+    is an offset into this string.
+    """
+
+    source: str  # path as indexed: relative to the cwd of `rag index`, else absolute; `#row=N` for rows
     text: str
     sha256: str  # hash of `text`, used to detect changes and copies
     title: str
@@ -37,6 +58,13 @@ class Document:
     date: str | None = None  # ISO date, YYYY-MM-DD
     outlet: str | None = None
     sections: tuple[Section, ...] = ()
+    page_starts: tuple[int, ...] = ()  # offset of each page (PDF); empty for unpaged formats
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding `offset`, or None for an unpaged document."""
+        if not self.page_starts:
+            return None
+        return bisect_right(self.page_starts, offset)  # page_starts[0] == 0, so at least 1
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,7 @@ class Chunk:
     outlet: str | None = None
     date: str | None = None
     author: str | None = None
+    page: int | None = None  # 1-based page of a PDF; chunks never cross a page
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,7 @@ class Passage:
     date: str | None = None
     author: str | None = None
     chunk_ids: tuple[str, ...] = ()
+    page: int | None = None  # 1-based page of a PDF (merged chunks share it)
 
 
 @dataclass(frozen=True)
@@ -95,6 +125,7 @@ class Citation:
     start: int
     end: int
     quote: str
+    page: int | None = None  # 1-based page of a PDF source
 
 
 @dataclass

@@ -14,7 +14,7 @@ from rag.cite import (
     states_denied,
     with_markers,
 )
-from rag.ingest import decode_file
+from rag.ingest import read_source
 
 ISRAEL = "Im Gegensatz dazu unterhält Kasachstan seit 1992 formelle Beziehungen zu Israel."
 
@@ -62,7 +62,7 @@ def test_is_refusal(text: str) -> None:
 
 
 def test_support_on_real_seed_text(seeds_dir) -> None:  # type: ignore[no-untyped-def]
-    text = decode_file(seeds_dir / "001_33aa229a75a9783d.txt", max_bytes=10_000_000)
+    text = read_source("001_33aa229a75a9783d.txt", seeds_dir, max_bytes=10_000_000).text
     start = text.index("Im Gegensatz zu allen bisherigen")
     passage = text[start : text.index(".", text.index("1992", start)) + 1]
     assert is_supported("Kazakhstan has maintained formal relations with Israel since 1992.", passage)

@@ -25,6 +25,7 @@ from rag.evaluate import (
     check_thresholds,
     citation_scores,
     compare_runs,
+    corpus_index_dir,
     load_questions,
     missing_facts,
     outcome,
@@ -35,6 +36,7 @@ from rag.evaluate import (
     score_result,
     summarize,
     summarize_groups,
+    without_absent_corpora,
 )
 from rag.pipeline import Pipeline
 from rag.report import find_previous_summary
@@ -46,6 +48,8 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT / "evals" / "questions.jsonl"
 SEEDS = ROOT / "seeds"
+HTML_NEWS = "../../shared/corpora/html-news"  # the corpus of the saved-page questions, from evals/
+HTML_NEWS_PRESENT = (QUESTIONS.parent / HTML_NEWS).is_dir()
 
 
 def question(**fields: Any) -> Question:
@@ -363,8 +367,11 @@ def retrieval_runs(
         pipeline, questions, runs_dir / "b", retrieval_only=True, on_progress=lambda *a: progress.append(a)
     )
     assert not pipeline.llm_loaded, "retrieval-only must not load the language model"
-    assert progress[0] == ("retrieving", 0, len(questions.questions))
-    assert progress[-1] == ("retrieving", len(questions.questions), len(questions.questions))
+    asked = len([q for q in questions.questions if HTML_NEWS_PRESENT or q.corpus is None])
+    retrieving = [step for step in progress if step[0] == "retrieving"]
+    assert (retrieving[0], retrieving[-1]) == (("retrieving", 0, asked), ("retrieving", asked, asked))
+    if HTML_NEWS_PRESENT:  # the first run indexed the saved pages; the second found nothing to do
+        assert {stage for stage, _, _ in progress} == {"reading", "retrieving"}
     return first, second
 
 
@@ -385,7 +392,20 @@ def test_real_retrieval_only_run_writes_its_files_and_finds_the_evidence(
     assert len(meta["settings_hash"]) == 64
     assert sorted(Path(s).name for s in meta["index"]["files"]) == sorted(p.name for p in SEEDS.glob("*.txt"))
     lines = (run.out_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line)["id"] for line in lines] == [q.id for q in load_questions(QUESTIONS).questions]
+    questions = load_questions(QUESTIONS).questions
+    assert [json.loads(line)["id"] for line in lines] == [
+        q.id for q in questions if HTML_NEWS_PRESENT or q.corpus is None
+    ]
+    html_questions = len([q for q in questions if q.corpus == HTML_NEWS])
+    if HTML_NEWS_PRESENT:
+        assert meta["skipped_corpora"] == {}
+        assert len(meta["corpora"][HTML_NEWS]["files"]) == 8
+        assert meta["corpora"][HTML_NEWS]["index_dir"].endswith("index-html-news")
+        scores = {json.loads(line)["id"]: json.loads(line)["scores"] for line in lines}
+        found = [scores[q.id]["recall@10"] for q in questions if q.corpus == HTML_NEWS and q.answerable]
+        assert sum(found) / len(found) > 0.5, "the saved pages are searched in their own index"
+    else:
+        assert meta["skipped_corpora"] == {HTML_NEWS: html_questions}
     report = run.report_path.read_text(encoding="utf-8")
     for heading in ("## Overall", "## By question type", "## By language", "## Worst failures"):
         assert heading in report
@@ -404,6 +424,24 @@ def test_real_runs_are_repeatable_and_compare_to_no_change(retrieval_runs: tuple
     assert "previous (a)" in second.report_path.read_text(encoding="utf-8")
     previous = find_previous_summary(second.out_dir)
     assert previous is not None and previous.label == "b (before this run)"
+
+
+def test_questions_of_an_absent_corpus_are_skipped_and_counted(tmp_path: Path) -> None:
+    lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
+    seed_line = json.loads(lines[0])
+    elsewhere = [{**seed_line, "id": f"q90{n}", "corpus": "../nowhere"} for n in range(2)]
+    here = {**seed_line, "id": "q910", "corpus": "here"}
+    (tmp_path / "evals").mkdir()
+    (tmp_path / "evals" / "here").mkdir()
+    path = tmp_path / "evals" / "questions.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in [seed_line, *elsewhere, here]) + "\n")
+    questions = load_questions(path).questions
+    kept, skipped = without_absent_corpora(questions, path)
+    assert [q.id for q in kept] == [seed_line["id"], "q910"]
+    assert skipped == {"../nowhere": 2}
+    with pytest.raises(EvalError, match=r"Every selected question needs an absent corpus \(.*nowhere\)"):
+        without_absent_corpora(questions[1:3], path)
+    assert corpus_index_dir(Path("/tmp/x/index"), tmp_path / "evals" / "here") == Path("/tmp/x/index-here")
 
 
 def test_cli_eval_retrieval_only_fails_a_missed_floor(seeds_settings: Settings, tmp_path: Path) -> None:

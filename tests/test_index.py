@@ -27,7 +27,7 @@ from rag.index import (
     open_index,
     update_index,
 )
-from rag.ingest import decode_file, read_document
+from rag.ingest import read_document, read_source
 from rag.settings import Settings
 
 if TYPE_CHECKING:
@@ -81,9 +81,9 @@ def test_full_build_indexes_every_seed(seed_index: SeedIndex, reader: IndexReade
         reader.manifest.embedding_model_hash, reader.manifest.multilingual_model_hash
     )
 
-    # Every chunk is an exact span of its decoded file; every section is in the chunk table.
+    # Every chunk is an exact span of its source's canonical text; every section is in the chunk table.
     for chunk in reader.chunks.values():
-        assert decode_file(seed_index.cwd / chunk.source, 10**8)[chunk.start : chunk.end] == chunk.text
+        assert read_source(chunk.source, seed_index.cwd, 10**8).text[chunk.start : chunk.end] == chunk.text
     # Only body and comment chunks are searchable, in both stores.
     searchable = searchable_ids(reader)
     assert report.chunks_embedded == len(searchable)

@@ -15,15 +15,8 @@ import pytest
 
 from rag.cleaning import RULES, Rule, label_sections, whole_line
 from rag.errors import InputError
-from rag.ingest import (
-    BYTES_PER_MB,
-    decode_file,
-    discover,
-    extract_metadata,
-    normalize_whitespace,
-    parse_date,
-    read_document,
-)
+from rag.ingest import BYTES_PER_MB, decode_file, discover, normalize_whitespace, read_document
+from rag.metadata import extract_metadata, parse_date
 from rag.types import Document
 
 LIMIT = 50 * BYTES_PER_MB
@@ -212,7 +205,7 @@ def test_symlinks_leading_outside_the_folder_are_skipped_unless_followed(tmp_pat
 
 
 def test_directory_walk_is_sorted_filters_suffixes_and_hidden(tmp_path: Path) -> None:
-    for name in ["b.txt", "a.md", "c.TXT", "notes.pdf", ".hidden.txt", "z/y.txt", ".git/x.txt"]:
+    for name in ["b.txt", "a.md", "c.TXT", "notes.docx", ".hidden.txt", "z/y.txt", ".git/x.txt"]:
         write(tmp_path / "docs" / name, "Text.")
     found, skipped = discover([Path("docs")], tmp_path)
     assert [source for _, source in found] == ["docs/a.md", "docs/b.txt", "docs/c.TXT", "docs/z/y.txt"]
@@ -220,10 +213,11 @@ def test_directory_walk_is_sorted_filters_suffixes_and_hidden(tmp_path: Path) ->
 
 
 def test_explicit_unsupported_file_is_skipped_with_reason(tmp_path: Path) -> None:
-    write(tmp_path / "report.pdf", b"%PDF-1.7")
-    found, skipped = discover([Path("report.pdf")], tmp_path)
+    write(tmp_path / "report.docx", b"PK\x03\x04")
+    found, skipped = discover([Path("report.docx")], tmp_path)
     assert found == []
-    assert skipped == [("report.pdf", "unsupported file type .pdf (supported: .md, .txt)")]
+    supported = ".csv, .htm, .html, .jsonl, .md, .ndjson, .pdf, .tsv, .txt"
+    assert skipped == [("report.docx", f"unsupported file type .docx (supported: {supported})")]
 
 
 def test_sources_are_relative_below_cwd_and_absolute_elsewhere(tmp_path: Path) -> None:

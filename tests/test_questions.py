@@ -1,8 +1,11 @@
-"""Checks the fixed evaluation set `evals/questions.jsonl` against its schema and the seed articles.
+"""Checks the fixed evaluation set `evals/questions.jsonl` against its schema and the articles.
 
 Covers structure (JSON Schema, ids, follow-up links), exact evidence spans, grounding of the required
 facts in that evidence, the rules for multi-doc, comment, spelling-variant and language tags, and the
-coverage minimums. It does not run the pipeline: answer quality is measured by `rag.evaluate`.
+coverage minimums. Seed evidence is checked against the seeds decoded here independently; questions
+with a `corpus` (saved web pages outside the repository) against the canonical text that
+`rag.ingest.read_source` extracts, and are skipped when the corpus is absent. It does not run the
+pipeline: answer quality is measured by `rag.evaluate`.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from rag.ingest import BYTES_PER_MB, read_source
+from rag.types import Document
+
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS_PATH = ROOT / "evals" / "questions.jsonl"
 SCHEMA_PATH = ROOT / "evals" / "questions.schema.json"
 SEEDS = ROOT / "seeds"
+HTML_NEWS_CORPUS = "../../shared/corpora/html-news"  # relative to evals/, as questions name it
 
 # Start of the reader-comment section in a seed ("Kommentare ( 21 )").
 COMMENTS_MARKER = re.compile(r"Kommentare\s*\(\s*\d+\s*\)")
@@ -69,7 +76,31 @@ def seed_text(name: str) -> str:
     return unicodedata.normalize("NFC", raw)
 
 
-def comments_start(name: str) -> int | None:
+def corpus_dir(question: dict[str, Any]) -> Path:
+    """The folder of a question's corpus; skips the test when it is absent."""
+    folder = (QUESTIONS_PATH.parent / question["corpus"]).resolve()
+    if not folder.is_dir():
+        pytest.skip(f"corpus {question['corpus']} is absent ({folder})")
+    return folder
+
+
+@cache
+def corpus_document(folder: Path, name: str) -> Document:
+    return read_source(name, folder, 50 * BYTES_PER_MB)
+
+
+def source_text(question: dict[str, Any], name: str) -> str:
+    """The canonical text of one of the question's sources: a seed, or an article of its corpus."""
+    if "corpus" not in question:
+        return seed_text(name)
+    return corpus_document(corpus_dir(question), name).text
+
+
+def comments_start(question: dict[str, Any], name: str) -> int | None:
+    """Where the reader comments of a source begin (the marker in seeds, the comments section else)."""
+    if "corpus" in question:
+        document = corpus_document(corpus_dir(question), name)
+        return next((s.start for s in document.sections if s.kind == "comments"), None)
     match = COMMENTS_MARKER.search(seed_text(name))
     return match.start() if match else None
 
@@ -136,12 +167,14 @@ def test_follow_up_points_to_earlier_fact_question(question: dict[str, Any]) -> 
 
 
 @pytest.mark.parametrize("question", by_id(ANSWERABLE))
-def test_evidence_spans_match_seed_text(question: dict[str, Any]) -> None:
+def test_evidence_spans_match_source_text(question: dict[str, Any]) -> None:
+    folder = corpus_dir(question) if "corpus" in question else SEEDS
     for evidence in question["evidence"]:
-        assert (SEEDS / evidence["source"]).is_file()
+        assert (folder / evidence["source"]).is_file()
         assert evidence["source"] in question["sources"]
         assert evidence["start"] < evidence["end"]
-        assert seed_text(evidence["source"])[evidence["start"] : evidence["end"]] == evidence["text"]
+        text = source_text(question, evidence["source"])
+        assert text[evidence["start"] : evidence["end"]] == evidence["text"]
         assert len(evidence["text"]) <= 900, "evidence is one passage of a few sentences"
     assert set(question["sources"]) == {e["source"] for e in question["evidence"]}
 
@@ -175,7 +208,7 @@ def test_multi_doc_question_needs_every_source(question: dict[str, Any]) -> None
 @pytest.mark.parametrize("question", by_id(ANSWERABLE))
 def test_comment_evidence_only_for_comment_questions(question: dict[str, Any]) -> None:
     for evidence in question["evidence"]:
-        start = comments_start(evidence["source"])
+        start = comments_start(question, evidence["source"])
         in_comments = start is not None and evidence["start"] >= start
         assert in_comments == (question["type"] == "comments")
 
@@ -183,15 +216,15 @@ def test_comment_evidence_only_for_comment_questions(question: dict[str, Any]) -
 @pytest.mark.parametrize("question", by_id([q for q in QUESTIONS if q["type"] == "comments"]))
 def test_comment_answers_are_absent_from_the_article_body(question: dict[str, Any]) -> None:
     for source in question["sources"]:
-        start = comments_start(source)
+        start = comments_start(question, source)
         assert start is not None
-        body = seed_text(source)[:start]
+        body = source_text(question, source)[:start]
         assert [facts for facts in question["required_facts"] if contains_fact(body, facts)] == []
 
 
 @pytest.mark.parametrize("question", by_id(SPELLING_VARIANTS))
 def test_spelling_variant_differs_from_the_sources(question: dict[str, Any]) -> None:
-    sources = normalize(" ".join(seed_text(name) for name in question["sources"]))
+    sources = normalize(" ".join(source_text(question, name) for name in question["sources"]))
     used = [name for name in NAME_SPELLINGS if re.search(rf"\b{name}", question["question"])]
     assert [name for name in used if normalize(name) not in sources], used
 
@@ -223,6 +256,15 @@ def test_coverage_minimums() -> None:
     assert langs_of["false-premise"] == {"de", "en"}
     assert len(SPELLING_VARIANTS) >= 3
     assert {BY_ID[q["follows"]]["type"] for q in QUESTIONS if "follows" in q} == {"fact"}
+
+
+def test_saved_web_pages_have_their_own_questions() -> None:
+    """At least ten questions over the html-news pages, each naming the corpus as evals/ sees it."""
+    pages = [q for q in QUESTIONS if q.get("corpus") == HTML_NEWS_CORPUS]
+    assert len(pages) >= 10
+    assert {q.get("corpus") for q in QUESTIONS} == {None, HTML_NEWS_CORPUS}
+    assert all(source.endswith(".html") for q in pages for source in q["sources"])
+    assert len({source for q in pages for source in q["sources"]}) == 8, "every page is asked about"
 
 
 @pytest.mark.parametrize("seed", sorted(path.name for path in SEEDS.glob("*.txt")))

@@ -164,10 +164,10 @@ def test_a_named_outlet_lifts_its_articles(pipeline: Pipeline, monkeypatch: pyte
 
 
 def test_passage_spans_are_exact(pipeline: Pipeline, seed_index) -> None:  # type: ignore[no-untyped-def]
-    from rag.ingest import decode_file
+    from rag.ingest import read_source
 
     for passage in pipeline.search("Tokajew Putin Moskau", k=5):
-        original = decode_file(seed_index.cwd / passage.source, max_bytes=10_000_000)
+        original = read_source(passage.source, seed_index.cwd, max_bytes=10_000_000).text
         assert original[passage.start : passage.end] == passage.text
 
 
