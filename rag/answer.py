@@ -48,7 +48,7 @@ from rag.retrieve import check_query
 from rag.types import Citation, Passage, SearchFilters
 
 if TYPE_CHECKING:
-    from rag.generate import LocalLLM
+    from rag.generate import ChatModel
     from rag.pipeline import Pipeline
 
 STOP_SEQUENCES = ["\n\n", "<quellen>", "</quellen>", "Frage:", "Question:", "###", "<|im_end|>"]
@@ -172,7 +172,7 @@ def on_topic_passages(
 
 
 def fit_passages(
-    pipeline: Pipeline, llm: LocalLLM, question: str, passages: list[Passage], language: Language
+    pipeline: Pipeline, llm: ChatModel, question: str, passages: list[Passage], language: Language
 ) -> tuple[list[dict[str, str]], list[Passage]]:
     """The prompt and the passages that fit n_ctx with room for the answer (lowest dropped first)."""
     settings = pipeline.settings
@@ -208,7 +208,7 @@ class _Generated:
 
 def _generate(
     pipeline: Pipeline,
-    llm: LocalLLM,
+    llm: ChatModel,
     messages: list[dict[str, str]],
     started: float,
     on_token: Callable[[str], None] | None,
