@@ -199,7 +199,7 @@ class ServerIndex:
         return cls(client, url, prefix)
 
     def describe(self) -> str:
-        return f"the index {self.prefix!r} on the Chroma server at {self.url}"
+        return f"The index {self.prefix!r} on the Chroma server at {self.url}"
 
     # The pointer and the versions' files --------------------------------
     def _catalog(self) -> Any:
