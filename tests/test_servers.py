@@ -389,7 +389,7 @@ def test_answers_through_the_server_equal_in_process_answers(
     from rag.answer import ask
 
     settings = seed_index_template.settings.with_overrides(
-        model=str(small_model), n_threads=2, top_k=3, second_look=False
+        model=str(small_model), n_threads=2, top_k=3, second_look=False, max_answer_tokens=96
     )
     answers = []
     for config in (settings, settings.with_overrides(llm_url=llm_server.url)):
@@ -409,7 +409,12 @@ def test_search_ask_and_eval_through_both_servers(
     cwd = seed_index_template.cwd  # where the served seeds were indexed from (same source paths)
     servers = ["--chroma-url", chroma.url]
     model = ["--llm-url", llm_server.url]
-    env = {"RAG_INDEX_DIR": str(tmp_path / "index"), "RAG_TOP_K": "3", "RAG_SECOND_LOOK": "false"}
+    env = {
+        "RAG_INDEX_DIR": str(tmp_path / "index"),
+        "RAG_TOP_K": "3",
+        "RAG_SECOND_LOOK": "false",
+        "RAG_MAX_ANSWER_TOKENS": "96",  # the tiny model may ramble to the limit; keep the test short
+    }
     search = _rag("search", *servers, "--json", "Tokajew Abraham-Abkommen", cwd=cwd, **env)
     assert search.returncode == 0, search.stderr
     assert json.loads(search.stdout)["passages"]
