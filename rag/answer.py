@@ -40,7 +40,7 @@ from rag.sentences import Candidate, candidate_sentences, widened
 from rag.types import Citation, Passage, SearchFilters
 
 if TYPE_CHECKING:
-    from rag.generate import LocalLLM
+    from rag.generate import ChatModel
     from rag.pipeline import Pipeline
 
 _TRANSLATE_MAX_TOKENS = 64
@@ -157,7 +157,7 @@ class _Generated:
 
 def _generate(
     pipeline: Pipeline,
-    llm: LocalLLM,
+    llm: ChatModel,
     messages: list[dict[str, str]],
     started: float,
     on_token: Callable[[str], None] | None,

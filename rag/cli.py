@@ -10,6 +10,7 @@ non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import sys
@@ -121,6 +122,44 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def server_options(uses_model: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--chroma-url, and with `uses_model` --llm-url and --llm-model: servers instead of in-process.
+
+    They override the settings before the command runs; the model server's API key is read
+    from RAG_LLM_API_KEY only, never from a flag (it would show in `ps` and shell history).
+    """
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def with_servers(*args: Any, chroma_url: str | None, **kwargs: Any) -> Any:
+            from pydantic import ValidationError
+
+            servers = {"chroma_url": chroma_url}
+            if uses_model:
+                servers.update(llm_url=kwargs.pop("llm_url"), llm_model=kwargs.pop("llm_model"))
+            context = click.get_current_context()
+            try:
+                context.obj["settings"] = context.obj["settings"].with_overrides(**servers)
+            except ValidationError as error:  # one line, not a traceback
+                reason = "; ".join(problem["msg"].removeprefix("Value error, ") for problem in error.errors())
+                raise InputError(f"Invalid server address: {reason}") from None
+            return command(*args, **kwargs)
+
+        options = [
+            click.option("--chroma-url", help="Use the vectors on this Chroma server (http://host:port).")
+        ]
+        if uses_model:
+            options += [
+                click.option("--llm-url", help="Send model calls to this OpenAI-compatible server (…/v1)."),
+                click.option("--llm-model", help="Model name at --llm-url (default: the first it lists)."),
+            ]
+        for option in reversed(options):
+            with_servers = option(with_servers)
+        return with_servers
+
+    return decorate
+
+
 def _highlighted(query: str, text: str) -> Text:
     from rag.ingest import normalize_whitespace
     from rag.keyword import matching_spans
@@ -220,6 +259,7 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
     default=None,
     help="Also index what symlinks in the folders lead to outside them (skipped by default).",
 )
+@server_options(uses_model=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def index_cmd(
@@ -286,6 +326,7 @@ def index_cmd(
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(1, 50), help="Number of passages (default: top_k).")
 @filter_options
+@server_options(uses_model=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the passages as JSON.")
 @click.pass_context
 def search_cmd(
@@ -371,6 +412,7 @@ def show_cmd(ctx: click.Context, source: str, start: int, end: int, context: int
 
 
 @cli.command("docs")
+@server_options(uses_model=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the documents as JSON.")
 @click.pass_context
 def docs_cmd(ctx: click.Context, as_json: bool) -> None:
@@ -450,6 +492,7 @@ def _read_batch(path: Path) -> list[_BatchLine]:
 @click.option("-k", "k", type=click.IntRange(1, 20), help="Passages given to the model (default: top_k).")
 @filter_options
 @click.option("--show-passages", is_flag=True, help="Print every retrieved passage.")
+@server_options(uses_model=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per question (JSONL with --batch).")
 @click.pass_context
 def ask_cmd(
@@ -526,6 +569,7 @@ def ask_cmd(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Where typed questions are remembered (default: the user data dir's rag/chat_history).",
 )
+@server_options(uses_model=True)
 @click.pass_context
 def chat_cmd(
     ctx: click.Context, k: int | None, include_comments: bool | None, as_json: bool, history_file: Path | None
@@ -673,6 +717,7 @@ def doctor_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--max", "maximums", multiple=True, metavar="METRIC=VALUE", help="Fail if a metric ends above VALUE."
 )
+@server_options(uses_model=True)
 @click.pass_context
 def eval_cmd(
     ctx: click.Context,

@@ -44,3 +44,7 @@ class PromptError(RagError):
 
 class EvalError(RagError):
     """A malformed question set or a failed evaluation floor."""
+
+
+class ServerError(RagError):
+    """A Chroma or model server that cannot be reached, times out or answers wrongly."""

@@ -1,4 +1,8 @@
-"""Local text generation with llama.cpp: load a GGUF model, count tokens, stream chat answers.
+"""Text generation: the `ChatModel` protocol, and its in-process implementation with llama.cpp.
+
+`ChatModel` is everything answering, follow-up rewriting and translation need from a
+language model; `LocalLLM` implements it in-process, `rag.llm_client.ServerChatModel`
+through an OpenAI-compatible server, and the rest of the code depends on the protocol.
 
 `LocalLLM` wraps `llama_cpp.Llama` (imported lazily). Chat messages are rendered
 with the model's own chat template from the GGUF metadata (the same Jinja
@@ -22,7 +26,7 @@ from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rag.errors import ModelError, PromptError
 from rag.models import check_gguf, display_path, file_sha256, resolve_model, spec_for_file
@@ -73,6 +77,67 @@ class Usage:
     first_token_ms: float | None  # from the call to the first text delta; None if nothing came
     total_ms: float
     finish_reason: str  # "stop", "length" or "interrupted"
+
+
+class ChatModel(Protocol):
+    """What answering, follow-up rewriting and translation need from a language model.
+
+    Messages are OpenAI-style `{"role": ..., "content": ...}` dicts. `last_usage` is set
+    when a stream ends or is interrupted. A model serves one call at a time.
+    """
+
+    last_usage: Usage | None
+
+    @property
+    def model_path(self) -> Path | str:
+        """Where the weights come from: the GGUF file, or the model's name at its server."""
+        ...
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the weights file; a server model says so instead, as it cannot tell."""
+        ...
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window in tokens."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of plain text (an estimate that never under-counts where no tokenizer is at hand)."""
+        ...
+
+    def count_messages(self, messages: list[dict[str, str]]) -> int:
+        """Tokens of the rendered chat prompt (same rule: exact or an over-count)."""
+        ...
+
+    def stream_chat(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        stop: list[str] | None = None,
+        temperature: float = 0.0,
+    ) -> Iterator[str]:
+        """Yield the answer as text deltas."""
+        ...
+
+    def continuation_logprob(self, messages: list[dict[str, str]], continuation: str) -> float:
+        """The log-probability that the reply to `messages` opens with `continuation`."""
+        ...
+
+    def complete_chat(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        stop: list[str] | None = None,
+        temperature: float = 0.0,
+    ) -> str:
+        """The whole answer at once."""
+        ...
+
+    def next_token_logprobs(self, messages: list[dict[str, str]], top_k: int) -> dict[str, float]:
+        """The `top_k` most likely first tokens of the answer with their natural-log probabilities."""
+        ...
 
 
 class LocalLLM:
@@ -281,6 +346,39 @@ class LocalLLM:
     ) -> str:
         """The whole answer at once (for short internal calls such as query rewriting)."""
         return "".join(self.stream_chat(messages, max_tokens, stop, temperature))
+
+    def next_token_logprobs(self, messages: list[dict[str, str]], top_k: int) -> dict[str, float]:
+        """The `top_k` most likely first answer tokens and their log-probabilities.
+
+        The model is loaded without `logits_all` (it would hold n_ctx x vocabulary floats),
+        so the prompt is evaluated through `generate`, which reuses the KV cache like any
+        other call, and the logits of its last token are read from the context.
+        """
+        import llama_cpp
+        import numpy as np
+
+        tokens = self._prompt_tokens(self._render(messages))
+        if len(tokens) >= self.n_ctx:
+            raise PromptError(
+                f"the prompt needs {len(tokens)} tokens but the context window holds {self.n_ctx} — "
+                "shorten it or use a larger n_ctx"
+            )
+        steps = self._llama.generate(tokens, temp=0.0, reset=True)
+        try:
+            next(steps)  # evaluates the prompt, then samples one token (which is not evaluated)
+            vocabulary = self._llama.n_vocab()
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(self._llama.ctx, -1), shape=(vocabulary,)
+            ).copy()
+        finally:
+            steps.close()
+        logprobs = self._llama.logits_to_logprobs(logits)
+        best = np.argsort(-logprobs, kind="stable")[:top_k]
+        found: dict[str, float] = {}
+        for token in best:
+            text = self._llama.detokenize([int(token)], special=True).decode("utf-8", errors="replace")
+            found.setdefault(text, float(logprobs[token]))  # two tokens may decode alike: keep the likelier
+        return found
 
 
 def _as_list(stop: str | list[str] | None) -> list[str]:

@@ -33,6 +33,12 @@ index --rebuild`"), never kept as "unchanged".
         chunks.jsonl                  every chunk, all sections (the canonical chunk table)
         bm25/                         keyword index over body and comments chunks
         chroma/                       vectors of body and comments chunks, one collection per encoder
+      server-versions/<name>/         with chroma_url: the same minus chroma/, for the server's versions
+
+With `chroma_url` set, the vectors live on a Chroma server instead (rag.chroma_server):
+versions are published by moving the server's pointer, the server lock keeps writers on
+different machines apart, and `server-versions/<name>/` here caches each version's
+manifest, chunk table and BM25 index (downloaded and built by any machine that reads it).
 
 Left out: reading, chunking and embedding themselves (rag.ingest, rag.chunk,
 rag.embed) and ranking (rag.retrieve).
@@ -50,7 +56,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -71,6 +77,7 @@ from rag.settings import Settings
 from rag.types import Chunk, Document, IndexReport
 
 if TYPE_CHECKING:
+    from rag.chroma_server import Pointer, ServerIndex
     from rag.embed import Embedder
     from rag.keyword import KeywordIndex
     from rag.store import VectorStore
@@ -84,6 +91,9 @@ MANIFEST_FILE = "manifest.json"
 CHUNKS_FILE = "chunks.jsonl"
 BM25_DIR = "bm25"
 CHROMA_DIR = "chroma"
+SERVER_VERSIONS_DIR = "server-versions"
+SERVER_FILES = (MANIFEST_FILE, CHUNKS_FILE)  # what a version stores on the Chroma server besides vectors
+STALE_DOWNLOAD_SECONDS = 3600.0  # a half-downloaded version this old was left by a dead process
 LOCK_TIMEOUT_SECONDS = 3.0
 OPEN_ATTEMPTS = 3  # a reader whose version is replaced while it reads tries the new one
 # Boilerplate chunks stay in the chunk table only; these sections are searchable.
@@ -360,7 +370,7 @@ def _load_multilingual_encoder() -> Embedder:
     return load_multilingual_encoder()
 
 
-def _check_compatible(manifest: Manifest, settings: Settings, hashes: _ModelHashes, root: Path) -> None:
+def _check_compatible(manifest: Manifest, settings: Settings, hashes: _ModelHashes, place: str) -> None:
     """Raise StaleIndexError unless the index was built with these settings and these models."""
     if manifest.fingerprint == hashes.index_fingerprint(settings):
         return
@@ -382,7 +392,7 @@ def _check_compatible(manifest: Manifest, settings: Settings, hashes: _ModelHash
             f"text extractors {manifest.extractors or 'unrecorded'}, now {extractor_fingerprint()}"
         )
     reason = "; ".join(differences) or "another settings fingerprint"
-    raise StaleIndexError(f"{root}/ was built with other settings ({reason}) — run `rag index --rebuild`")
+    raise StaleIndexError(f"{place} was built with other settings ({reason}) — run `rag index --rebuild`")
 
 
 def _read_chunks(path: Path) -> list[Chunk]:
@@ -403,8 +413,16 @@ def _write_chunks(path: Path, chunks: Sequence[Chunk]) -> None:
 class IndexReader:
     """An opened index: manifest and chunk table in memory, stores loaded on first use."""
 
-    def __init__(self, root: Path, directory: Path, manifest: Manifest, chunks: Sequence[Chunk]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        directory: Path,
+        manifest: Manifest,
+        chunks: Sequence[Chunk],
+        open_store: Callable[[], VectorStore] | None = None,
+    ) -> None:
         self.root = root
+        self._open_store = open_store
         self.directory = directory
         self.manifest = manifest
         self.chunks: dict[str, Chunk] = {chunk.id: chunk for chunk in chunks}
@@ -420,6 +438,8 @@ class IndexReader:
         """The vector store (opening it imports chromadb, so only on first use)."""
         from rag.store import ChromaStore
 
+        if self._open_store is not None:
+            return self._open_store()
         self._require_directory()
         try:
             store = ChromaStore.open(self.directory / CHROMA_DIR)
@@ -508,6 +528,8 @@ def open_index(settings: Settings) -> IndexReader:
     DamagedIndexError (missing, truncated or unreadable files).
     """
     root = Path(settings.index_dir)
+    if settings.chroma_url:
+        return _open_server_index(settings, root)
     hashes: _ModelHashes | None = None
     attempts_left = OPEN_ATTEMPTS
     while True:
@@ -515,7 +537,7 @@ def open_index(settings: Settings) -> IndexReader:
         if version is None:
             raise IndexMissingError(f"No index in {root}/ — run `rag index seeds/` first")
         hashes = hashes or _ModelHashes.of(settings)
-        _check_compatible(version.manifest, settings, hashes, root)
+        _check_compatible(version.manifest, settings, hashes, f"{root}/")
         try:
             _check_intact(version, root, thorough=False)
             chunks = _read_chunks(version.directory / CHUNKS_FILE)
@@ -527,6 +549,99 @@ def open_index(settings: Settings) -> IndexReader:
                 raise
             raise _damaged(root, f"{CHUNKS_FILE} does not read: {_first_line(error)}") from error
         return IndexReader(root, version.directory, version.manifest, chunks)
+
+
+def _open_server_index(settings: Settings, root: Path) -> IndexReader:
+    """Open the version the Chroma server publishes, caching its files and BM25 index under `root`."""
+    from rag.chroma_server import ServerIndex
+
+    assert settings.chroma_url is not None
+    server = ServerIndex.connect(settings.chroma_url, settings.chroma_prefix)
+    pointer = server.pointer()
+    if pointer is None:
+        raise IndexMissingError(
+            f"No index on the Chroma server at {server.url} (prefix {server.prefix!r}) "
+            f"— run `rag index --chroma-url {server.url} seeds/` first"
+        )
+    hashes = _ModelHashes.of(settings)
+    version = _server_version(root, server, pointer.current)
+    _prune_server_cache(root, pointer, wait=False)
+    _check_compatible(version.manifest, settings, hashes, server.describe())
+    chunks = _read_chunks(version.directory / CHUNKS_FILE)
+    searchable = frozenset(chunk.id for chunk in chunks if chunk.section in SEARCHABLE_SECTIONS)
+    return IndexReader(
+        root,
+        version.directory,
+        version.manifest,
+        chunks,
+        open_store=lambda: server.vectors(pointer.current_vectors, visible=searchable),
+    )
+
+
+def _server_version(root: Path, server: ServerIndex, name: str) -> _Version:
+    """A published server version, from the local cache, else downloaded and its BM25 index built.
+
+    A version never changes once published, so its name is its cache key. The download
+    goes to a temporary folder renamed into place, so concurrent readers never see half.
+    """
+    from rag.keyword import KeywordIndex
+
+    directory = root / SERVER_VERSIONS_DIR / name
+    if not (directory / MANIFEST_FILE).is_file():
+        temporary = directory.with_name(f"{name}.tmp-{secrets.token_hex(4)}")
+        temporary.mkdir(parents=True)
+        try:
+            server.download(name, temporary, SERVER_FILES)
+            chunks = _read_chunks(temporary / CHUNKS_FILE)
+            KeywordIndex.build([chunk for chunk in chunks if chunk.section in SEARCHABLE_SECTIONS]).save(
+                temporary / BM25_DIR
+            )
+            _sync_tree(temporary)
+            os.rename(temporary, directory)
+        except OSError:
+            if not (directory / MANIFEST_FILE).is_file():  # not merely another process that got there first
+                raise
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+    return _Version(directory, _read_manifest(directory, root))
+
+
+def _prune_server_cache(root: Path, pointer: Pointer | None, wait: bool) -> None:
+    """Delete cached server versions that are neither current nor previous, and stale downloads.
+
+    Under the index lock, so a version being written here is never removed; a reader
+    (`wait` False) skips the clean-up while a writer holds the lock.
+    """
+    from filelock import FileLock, Timeout
+
+    cache = root / SERVER_VERSIONS_DIR
+    if not cache.is_dir():
+        return
+    live = set(pointer.versions()) if pointer else set()
+    lock = FileLock(root / LOCK_FILE, timeout=LOCK_TIMEOUT_SECONDS if wait else 0)
+    try:
+        with lock:
+            for entry in cache.iterdir():
+                downloading = ".tmp-" in entry.name
+                if downloading and time.time() - entry.stat().st_mtime < STALE_DOWNLOAD_SECONDS:
+                    continue
+                if entry.name not in live:
+                    shutil.rmtree(entry, ignore_errors=True)
+    except Timeout:
+        return
+
+
+def _collect_server_garbage(root: Path, server: ServerIndex, pointer: Pointer | None) -> None:
+    """Remove server vectors and files, and cached versions, that no published version uses."""
+    kept: dict[str, set[str]] = {}
+    if pointer is not None:
+        for name, stem in pointer.versions().items():
+            manifest = _server_version(root, server, name).manifest
+            kept.setdefault(stem, set()).update(
+                chunk_id for entry in manifest.files.values() for chunk_id in entry.chunk_ids
+            )
+    server.collect_garbage(kept)
+    _prune_server_cache(root, pointer, wait=True)
 
 
 # ---------------------------------------------------------------------------
@@ -744,9 +859,12 @@ def _write_version(
     settings: Settings,
     hashes: _ModelHashes,
     on_progress: ProgressCallback | None,
+    server: ServerIndex | None = None,
 ) -> tuple[list[Chunk], int]:
     """Build a complete new version (from `base`, or from scratch) and publish it.
 
+    With a `server`, the vectors go to its collections (those of `base`, or new ones for a
+    build from scratch) and the version is published by moving the server's pointer.
     Returns the new chunk table and the number of chunks embedded.
     """
     from rag.keyword import KeywordIndex
@@ -766,13 +884,29 @@ def _write_version(
             for chunk_id in entry.chunk_ids
         }
 
-    replaced = _link_target_name(root / CURRENT_LINK) if (root / CURRENT_LINK).is_dir() else None
     name = _new_version_name()
-    directory = root / VERSIONS_DIR / name
-    directory.mkdir(parents=True)
-    if base is not None:
-        shutil.copytree(base.directory / CHROMA_DIR, directory / CHROMA_DIR)
-    store = ChromaStore.open(directory / CHROMA_DIR, create=True)
+    fingerprint = hashes.index_fingerprint(settings)
+    pointer = server.pointer() if server else None
+    store: VectorStore
+    if server is not None:
+        from rag.chroma_server import vectors_stem
+
+        directory = root / SERVER_VERSIONS_DIR / name
+        directory.mkdir(parents=True)
+        stem = (
+            pointer.current_vectors
+            if base is not None and pointer is not None
+            else vectors_stem(server.prefix, fingerprint, name)
+        )
+        store = server.vectors(stem, create=True)
+        stale_ids = set()  # readers of the published versions still query them; the next writer removes them
+    else:
+        replaced = _link_target_name(root / CURRENT_LINK) if (root / CURRENT_LINK).is_dir() else None
+        directory = root / VERSIONS_DIR / name
+        directory.mkdir(parents=True)
+        if base is not None:
+            shutil.copytree(base.directory / CHROMA_DIR, directory / CHROMA_DIR)
+        store = ChromaStore.open(directory / CHROMA_DIR, create=True)
     try:
         counts = []
         for collection, encoder, stage in (
@@ -794,7 +928,7 @@ def _write_version(
     )
     manifest = Manifest(
         format_version=FORMAT_VERSION,
-        fingerprint=hashes.index_fingerprint(settings),
+        fingerprint=fingerprint,
         embedding_model=settings.embedding_model,
         embedding_model_hash=hashes.embedding,
         multilingual_model_hash=hashes.multilingual,
@@ -811,11 +945,27 @@ def _write_version(
     (directory / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
     _sync_tree(directory)
 
+    if server is not None:
+        from rag.chroma_server import Pointer
+
+        server.upload(name, directory, SERVER_FILES)
+        previous = (pointer.current, pointer.current_vectors) if pointer else (None, None)
+        server.publish(Pointer(name, stem, *previous))
+        return chunks, embedded
     if replaced is not None:
         _point_link(root, PREVIOUS_LINK, replaced)
     _point_link(root, CURRENT_LINK, name)
     _remove_leftovers(root)
     return chunks, embedded
+
+
+def _connect(settings: Settings) -> ServerIndex | None:
+    """The Chroma server of `chroma_url`, or None for the embedded store."""
+    if not settings.chroma_url:
+        return None
+    from rag.chroma_server import ServerIndex
+
+    return ServerIndex.connect(settings.chroma_url, settings.chroma_prefix)
 
 
 def update_index(
@@ -865,13 +1015,22 @@ def update_index(
         )
 
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(root):
-        _remove_leftovers(root)
-        base = None if rebuild else _current_version(root)
+    server = _connect(settings)
+    with _locked(root), server.lock() if server else nullcontext():
+        if server is not None:
+            pointer = server.pointer()
+            _collect_server_garbage(root, server, pointer)
+            base = None if rebuild or pointer is None else _server_version(root, server, pointer.current)
+            place = server.describe()
+        else:
+            _remove_leftovers(root)
+            base = None if rebuild else _current_version(root)
+            place = f"{root}/"
         hashes = _ModelHashes.of(settings)
         if base is not None:
-            _check_compatible(base.manifest, settings, hashes, root)
-            _check_intact(base, root, thorough=True)  # never "unchanged", never a base, when damaged
+            _check_compatible(base.manifest, settings, hashes, place)
+            if server is None:
+                _check_intact(base, root, thorough=True)  # never "unchanged", never a base, when damaged
         old = base.manifest if base is not None else None
         old_files = old.files if old is not None else {}
         plan = _plan(found, old, roots, settings, cwd, collection, on_progress)
@@ -890,7 +1049,9 @@ def update_index(
             chunks_total, embedded = sum(len(entry.chunk_ids) for entry in old_files.values()), 0
         else:
             encoders = Encoders(embedder, multilingual or _load_multilingual_encoder)
-            chunks, embedded = _write_version(root, base, plan, encoders, settings, hashes, on_progress)
+            chunks, embedded = _write_version(
+                root, base, plan, encoders, settings, hashes, on_progress, server
+            )
             chunks_total = len(chunks)
 
     return IndexReport(

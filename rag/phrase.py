@@ -42,7 +42,7 @@ from rag.select import AnswerType, can_state
 from rag.sentences import Candidate
 
 if TYPE_CHECKING:
-    from rag.generate import LocalLLM
+    from rag.generate import ChatModel
 
 STOP_SEQUENCES = ["\n\n", "<belege>", "</belege>", "<evidence>", "</evidence>", "Frage:", "Question:", "###"]
 PREVIOUS_LABEL = {"de": "Vorherige Frage", "en": "Previous question"}
@@ -67,7 +67,7 @@ def phrase_messages(
     return load_prompt(f"phrase-{language}").render(evidence=evidence_block(evidence), question=shown)
 
 
-def refusal_probability(llm: LocalLLM, messages: list[dict[str, str]], language: Language) -> float:
+def refusal_probability(llm: ChatModel, messages: list[dict[str, str]], language: Language) -> float:
     """The model's probability of opening its reply with the refusal sentence."""
     import math
 

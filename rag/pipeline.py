@@ -1,7 +1,8 @@
 """The wiring of all stages behind one object, shared by the CLI, the REPL and eval.
 
 `Pipeline` loads each heavy piece (index, embedding model, LLM) on first use and
-keeps it, so a REPL or an eval run loads the model once. Tests inject fakes or
+keeps it, so a REPL or an eval run loads the model once. The model is a
+`rag.generate.ChatModel`: the GGUF in-process, or the server at `llm_url`. Tests inject fakes or
 real components through the constructor. It holds no logic of its own beyond
 choosing which stage to call.
 """
@@ -20,7 +21,7 @@ AUX_CONTEXT_TOKENS = 2048  # rewrite and translate prompts are short
 if TYPE_CHECKING:
     from rag.embed import Embedder
     from rag.formats.collection import CollectionOptions
-    from rag.generate import LocalLLM
+    from rag.generate import ChatModel
     from rag.index import IndexReader
     from rag.language import Language
     from rag.retrieve import Retriever
@@ -35,8 +36,8 @@ class Pipeline:
         *,
         embedder: Embedder | None = None,
         multilingual: Embedder | None = None,
-        llm: LocalLLM | None = None,
-        aux_llm: LocalLLM | None = None,
+        llm: ChatModel | None = None,
+        aux_llm: ChatModel | None = None,
         cwd: Path | None = None,
     ) -> None:
         self.settings = settings
@@ -47,7 +48,7 @@ class Pipeline:
         # An injected model (tests) answers in every language and also does the short
         # calls unless a second one is given.
         self._llm_injected = llm is not None
-        self._other_language_llms: dict[Language, LocalLLM] = {}
+        self._other_language_llms: dict[Language, ChatModel] = {}
         self._aux_llm = aux_llm or llm
         self._reader: IndexReader | None = None
         self._retriever: Retriever | None = None
@@ -138,7 +139,12 @@ class Pipeline:
         return self.reader.documents()
 
     # Language model ------------------------------------------------------
-    def _load_llm(self, n_ctx: int) -> LocalLLM:
+    def _load_llm(self, n_ctx: int) -> ChatModel:
+        """A new in-process model context of `n_ctx` tokens, or the connection to the model server."""
+        if self.settings.llm_url:
+            from rag.llm_client import ServerChatModel
+
+            return ServerChatModel.connect(self.settings)
         from rag.generate import LocalLLM
         from rag.models import resolve_model
 
@@ -150,36 +156,38 @@ class Pipeline:
         )
 
     @property
-    def llm(self) -> LocalLLM:
+    def llm(self) -> ChatModel:
         """The model context that writes German answers; its fixed prompt prefix stays in the KV cache."""
         if self._llm is None:
             self._llm = self._load_llm(self.settings.n_ctx)
         return self._llm
 
-    def answer_llm(self, language: Language) -> LocalLLM:
+    def answer_llm(self, language: Language) -> ChatModel:
         """The model context that writes answers in `language`.
 
         Each language's answer prompt has its own fixed prefix (~780 tokens). Sharing one
         context, a question in the other language evicts it, and the next question pays
         ~9 s to process it again. So each further language gets its own context on the
-        same mmap-shared weights, loaded on first use (~1 s, ~0.3 GB).
+        same mmap-shared weights, loaded on first use (~1 s, ~0.3 GB). A model server
+        keeps its own cache, so every language shares its connection.
         """
-        if language == "de" or self._llm_injected:
+        if language == "de" or self._llm_injected or self.settings.llm_url:
             return self.llm
         if language not in self._other_language_llms:
             self._other_language_llms[language] = self._load_llm(self.settings.n_ctx)
         return self._other_language_llms[language]
 
     @property
-    def aux_llm(self) -> LocalLLM:
+    def aux_llm(self) -> ChatModel:
         """A second context on the same weights (mmap-shared) for rewriting and translating.
 
         Short calls in the answer context would evict its cached prefix (system prompt
         and examples, ~630 tokens, ~5 s to recompute on 2 cores); restoring a saved
-        llama.cpp state costs 1-2 s, so a separate context is the cheaper way.
+        llama.cpp state costs 1-2 s, so a separate context is the cheaper way. A model
+        server gets the same connection as the answers.
         """
         if self._aux_llm is None:
-            self._aux_llm = self._load_llm(AUX_CONTEXT_TOKENS)
+            self._aux_llm = self.llm if self.settings.llm_url else self._load_llm(AUX_CONTEXT_TOKENS)
         return self._aux_llm
 
     @property

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -69,6 +70,16 @@ class Settings(BaseSettings):
     follow_symlinks: bool = Field(
         False, description="Also index what symlinks inside a given folder lead to outside of it."
     )
+    chroma_url: str | None = Field(
+        None,
+        description="A Chroma server (http://host:port) for the vectors instead of the embedded store in "
+        "index_dir; index_dir then caches the chunk table and the keyword index.",
+    )
+    chroma_prefix: str = Field(
+        "rag",
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,40}$",
+        description="Prefix of this index's collection names on the Chroma server (one index per prefix).",
+    )
 
     # Retrieval
     top_k: int = Field(5, ge=1, le=50, description="Passages returned by search and given to the model.")
@@ -92,6 +103,17 @@ class Settings(BaseSettings):
 
     # Generation
     model: str = Field(DEFAULT_LLM, description="GGUF model: a known model name or a path to a .gguf file.")
+    llm_url: str | None = Field(
+        None,
+        description="An OpenAI-compatible server (http://host:port/v1) for every model call instead of "
+        "loading `model` in-process; its API key, if any, comes from RAG_LLM_API_KEY.",
+    )
+    llm_model: str | None = Field(
+        None, description="Model name sent to llm_url (default: the first model the server lists)."
+    )
+    llm_timeout: float = Field(
+        60.0, gt=0, description="Seconds to wait for the model server to send the next piece of an answer."
+    )
     model_dir: Path = Field(
         default_factory=_default_model_dir, description="Cache directory for pulled models."
     )
@@ -114,6 +136,17 @@ class Settings(BaseSettings):
     )
     history_turns: int = Field(4, ge=0, description="Chat turns kept for follow-up questions.")
     seed: int = Field(0, description="Random seed for generation.")
+
+    @field_validator("chroma_url", "llm_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """An http(s) URL without a trailing slash, or None for the in-process default."""
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not re.fullmatch(r"https?://[^\s/:]+(:\d+)?(/\S*)?", value):
+            raise ValueError(f"{value!r} is not an http(s) URL such as http://localhost:8000")
+        return value
 
     @classmethod
     def settings_customise_sources(
