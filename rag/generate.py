@@ -1,6 +1,6 @@
 """Text generation: the `ChatModel` protocol, and its in-process implementation with llama.cpp.
 
-`ChatModel` is everything answering, follow-up rewriting and translation need from a
+`ChatModel` is everything answering and query translation need from a
 language model; `LocalLLM` implements it in-process, `rag.llm_client.ServerChatModel`
 through an OpenAI-compatible server, and the rest of the code depends on the protocol.
 
@@ -80,7 +80,7 @@ class Usage:
 
 
 class ChatModel(Protocol):
-    """What answering, follow-up rewriting and translation need from a language model.
+    """What answering (with its refusal odds) and query translation need from a language model.
 
     Messages are OpenAI-style `{"role": ..., "content": ...}` dicts. `last_usage` is set
     when a stream ends or is interrupted. A model serves one call at a time.
@@ -344,7 +344,7 @@ class LocalLLM:
         stop: list[str] | None = None,
         temperature: float = 0.0,
     ) -> str:
-        """The whole answer at once (for short internal calls such as query rewriting)."""
+        """The whole answer at once (for short internal calls such as query translation)."""
         return "".join(self.stream_chat(messages, max_tokens, stop, temperature))
 
     def next_token_logprobs(self, messages: list[dict[str, str]], top_k: int) -> dict[str, float]:

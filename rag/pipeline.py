@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rag.settings import Settings
 from rag.types import IndexReport, Passage, SearchFilters
 
-AUX_CONTEXT_TOKENS = 2048  # rewrite and translate prompts are short
+AUX_CONTEXT_TOKENS = 2048  # translation prompts are short
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
@@ -179,7 +179,7 @@ class Pipeline:
 
     @property
     def aux_llm(self) -> ChatModel:
-        """A second context on the same weights (mmap-shared) for rewriting and translating.
+        """A second context on the same weights (mmap-shared) for translating questions.
 
         Short calls in the answer context would evict its cached prefix (system prompt
         and examples, ~630 tokens, ~5 s to recompute on 2 cores); restoring a saved
