@@ -391,7 +391,11 @@ def test_answers_through_the_server_equal_in_process_answers(
     settings = seed_index_template.settings.with_overrides(
         # refusal_threshold 2: a server scores only the opening token of the refusal, so the
         # refusal odds differ by design; what must agree is the text the model writes.
-        model=str(small_model), n_threads=2, top_k=3, max_answer_tokens=96, refusal_threshold=2.0
+        model=str(small_model),
+        n_threads=2,
+        top_k=3,
+        max_answer_tokens=96,
+        refusal_threshold=2.0,
     )
     answers = []
     for config in (settings, settings.with_overrides(llm_url=llm_server.url)):
