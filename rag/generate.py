@@ -12,7 +12,9 @@ rendered prompt is tokenized once and passed as tokens, so `count_messages`
 counts exactly what the model will read. llama.cpp keeps the KV cache of the
 previous call and re-evaluates only the tokens after the longest common prefix,
 so a fixed system prompt and few-shot block are processed once per session; we
-never reset the model between calls. llama.cpp's own logging is captured instead
+never reset the model between calls. Across sessions, `PrefixStore` keeps that
+prefix's llama.cpp state on disk (the mechanism behind llama.cpp's `--prompt-cache`):
+a fresh process loads it instead of processing the prefix again. llama.cpp's own logging is captured instead
 of printed; its first error line explains a load failure in a one-line
 `ModelError`. A `LocalLLM` serves one call at a time (no locking). Retrieval,
 prompt wording and token budgeting live elsewhere.
@@ -20,6 +22,8 @@ prompt wording and token budgeting live elsewhere.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import time
 from collections import deque
@@ -140,19 +144,95 @@ class ChatModel(Protocol):
         ...
 
 
+# A prefix shorter than this is cheaper to process than to look up on disk.
+MIN_STORED_PREFIX_TOKENS = 64
+
+
+class PrefixStore:
+    """llama.cpp states of fixed prompt prefixes, one file per model, llama.cpp build and prefix.
+
+    The file name hashes everything the state depends on: the weights' sha256, the
+    llama-cpp-python version, the context size and the prefix tokens themselves (so the
+    prompt file and the chat template are in it). A file is written under a temporary
+    name and renamed, with its own sha256 beside it; a file whose hash or tokens do not
+    match is deleted and rebuilt, never loaded. Leaves out: eviction (a state is ~30 KB
+    per token, one file per prompt and model) and sharing between machines.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path_for(self, model_sha256: str, n_ctx: int, prefix: list[int]) -> Path:
+        import llama_cpp
+
+        key = hashlib.sha256(
+            f"{model_sha256}|{llama_cpp.__version__}|{n_ctx}|{','.join(map(str, prefix))}".encode()
+        ).hexdigest()[:24]
+        return self.directory / f"{key}.state"
+
+    def load(self, llama: Llama, path: Path, prefix: list[int]) -> bool:
+        """Put the stored state of `prefix` into `llama`'s context; False if there is none to trust."""
+        import ctypes
+
+        import llama_cpp
+
+        digest = path.with_suffix(".sha256")
+        try:
+            intact = hashlib.sha256(path.read_bytes()).hexdigest() == digest.read_text().strip()
+        except OSError:
+            return False
+        tokens = (llama_cpp.llama_token * len(prefix))()
+        count = ctypes.c_size_t(0)
+        loaded = intact and llama_cpp.llama_state_load_file(
+            llama.ctx, os.fsencode(path), tokens, len(prefix), ctypes.byref(count)
+        )
+        if loaded and list(tokens[: count.value]) == prefix:
+            llama.input_ids[: len(prefix)] = prefix
+            llama.n_tokens = len(prefix)
+            return True
+        llama.n_tokens = 0  # the next evaluation drops whatever a failed load left in the cache
+        path.unlink(missing_ok=True)
+        digest.unlink(missing_ok=True)
+        return False
+
+    def save(self, llama: Llama, path: Path, prefix: list[int]) -> None:
+        """Store `llama`'s state, whose cache holds exactly `prefix`, atomically; failures are ignored."""
+        import llama_cpp
+
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tokens = (llama_cpp.llama_token * len(prefix))(*prefix)
+            if not llama_cpp.llama_state_save_file(llama.ctx, os.fsencode(temporary), tokens, len(prefix)):
+                return
+            digest = hashlib.sha256(temporary.read_bytes()).hexdigest()
+            path.with_suffix(".sha256").write_text(digest + "\n")
+            os.replace(temporary, path)
+        except OSError:
+            pass  # a read-only or full cache only costs the next process the prefix's processing
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
 class LocalLLM:
     """One loaded GGUF model with chat rendering, token counting and streaming generation."""
 
-    def __init__(self, llama: Llama, model_path: Path, seed: int) -> None:
+    def __init__(
+        self, llama: Llama, model_path: Path, seed: int, prefix_store: PrefixStore | None = None
+    ) -> None:
         self._llama = llama
         self.model_path = model_path
         self.seed = seed
         self.last_usage: Usage | None = None
+        self.prefix_loaded = 0  # prompt tokens this context took from a stored prefix state
         self._sha256: str | None = None
+        self._prefix_store = prefix_store
         self._formatter, self.chat_format_name, self._add_bos = self._chat_formatter()
 
     @classmethod
-    def load(cls, path: Path, n_ctx: int, n_threads: int, seed: int) -> LocalLLM:
+    def load(
+        cls, path: Path, n_ctx: int, n_threads: int, seed: int, prefix_dir: Path | None = None
+    ) -> LocalLLM:
         """Load `path`; every failure becomes a ModelError naming the file and the fix."""
         check_gguf(path)
         _capture_llama_logs()
@@ -176,7 +256,7 @@ class LocalLLM:
                 else "use a complete GGUF file"
             )
             raise ModelError(f"llama.cpp could not load {display_path(path)} ({reason}) — {fix}") from None
-        return cls(llama, path, seed)
+        return cls(llama, path, seed, PrefixStore(prefix_dir) if prefix_dir else None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalLLM:
@@ -231,6 +311,26 @@ class LocalLLM:
     def _prompt_tokens(self, rendered: ChatFormatterResponse) -> list[int]:
         return self._llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=self._add_bos, special=True)
 
+    def _fixed_prefix(self, messages: list[dict[str, str]], tokens: list[int]) -> list[int]:
+        """The tokens of `tokens` that do not depend on the last message's content."""
+        other = [*messages[:-1], {**messages[-1], "content": "x"}]
+        shared = self._llama.longest_token_prefix(tokens, self._prompt_tokens(self._render(other)))
+        return tokens[: min(shared, len(tokens) - 1)]
+
+    def _start_from_stored_prefix(self, messages: list[dict[str, str]], tokens: list[int]) -> None:
+        """In a fresh context, load the fixed prefix's state from disk, or process and store it."""
+        if self._prefix_store is None or self._llama.n_tokens or len(messages) < 2:
+            return
+        prefix = self._fixed_prefix(messages, tokens)
+        if len(prefix) < MIN_STORED_PREFIX_TOKENS:
+            return
+        path = self._prefix_store.path_for(self.sha256, self.n_ctx, prefix)
+        if self._prefix_store.load(self._llama, path, prefix):
+            self.prefix_loaded = len(prefix)
+            return
+        self._llama.eval(prefix)
+        self._prefix_store.save(self._llama, path, prefix)
+
     def count_tokens(self, text: str) -> int:
         """Tokens of plain text (no BOS, special-token markup counted as text)."""
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -259,6 +359,7 @@ class LocalLLM:
                 f"the prompt needs {len(tokens)} tokens but the context window holds {self.n_ctx} — "
                 "use fewer passages (top_k) or a larger n_ctx"
             )
+        self._start_from_stored_prefix(messages, tokens)
         cached = self._llama.longest_token_prefix(list(self._llama.eval_tokens), tokens)
         stops = [*(stop or []), *_as_list(rendered.stop)]
         self.last_usage = None
@@ -325,6 +426,7 @@ class LocalLLM:
             raise PromptError(
                 f"the prompt needs {len(tokens)} tokens but the context window holds {self.n_ctx}"
             )
+        self._start_from_stored_prefix(messages, tokens)
         llama = self._llama
         cached = llama.longest_token_prefix(list(llama.eval_tokens), tokens)
         llama.n_tokens = min(cached, len(tokens) - 1)  # the last prompt token is fed again for its logits

@@ -153,6 +153,7 @@ class Pipeline:
             n_ctx=n_ctx,
             n_threads=self.settings.n_threads,
             seed=self.settings.seed,
+            prefix_dir=self.settings.prefix_cache_dir,
         )
 
     @property

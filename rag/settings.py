@@ -37,6 +37,12 @@ def _default_model_dir() -> Path:
     return Path(user_cache_dir("rag")) / "models"
 
 
+def _default_prefix_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("rag")) / "prefixes"
+
+
 def _physical_cores() -> int:
     import psutil
 
@@ -117,6 +123,11 @@ class Settings(BaseSettings):
     model_dir: Path = Field(
         default_factory=_default_model_dir, description="Cache directory for pulled models."
     )
+    prefix_cache_dir: Path | None = Field(
+        default_factory=_default_prefix_dir,
+        description="Where the model's state after each prompt's fixed prefix is stored, so a new process "
+        "loads it instead of processing the prefix again; empty turns it off.",
+    )
     n_ctx: int = Field(4096, ge=512, description="Context window of the model in tokens.")
     n_threads: int = Field(default_factory=_physical_cores, ge=1, description="CPU threads for llama.cpp.")
     temperature: float = Field(
@@ -147,6 +158,12 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"https?://[^\s/:]+(:\d+)?(/\S*)?", value):
             raise ValueError(f"{value!r} is not an http(s) URL such as http://localhost:8000")
         return value
+
+    @field_validator("prefix_cache_dir", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        """`RAG_PREFIX_CACHE_DIR=` (empty) turns the store off instead of meaning the current folder."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @classmethod
     def settings_customise_sources(

@@ -171,3 +171,48 @@ def test_default_model_answers_a_trivial_question() -> None:
     assert "Paris" in answer
     usage = llm.last_usage
     assert usage is not None and usage.finish_reason == "stop" and usage.completion_tokens < 16
+
+
+def _fresh(tiny: LocalLLM, prefix_dir: Path) -> LocalLLM:
+    return LocalLLM.load(tiny.model_path, 1024, 2, 0, prefix_dir=prefix_dir)
+
+
+def test_a_new_process_loads_the_stored_prefix_and_answers_alike(tiny: LocalLLM, tmp_path: Path) -> None:
+    first = _fresh(tiny, tmp_path)
+    written = first.complete_chat(chat("Wer regiert in Kasachstan?"), max_tokens=12)
+    (stored,) = tmp_path.glob("*.state")
+    assert first.prefix_loaded == 0 and stored.stat().st_size > 0
+
+    second = _fresh(tiny, tmp_path)  # a fresh context, as in a new process
+    assert second.complete_chat(chat("Wer regiert in Kasachstan?"), max_tokens=12) == written
+    assert second.prefix_loaded > 60 and second.last_usage is not None
+    assert second.last_usage.cached_tokens >= second.prefix_loaded  # not processed again
+    other = _fresh(tiny, tmp_path)
+    question = "Wann wurde das Gesetz beschlossen?"
+    assert other.complete_chat(chat(question), max_tokens=12) == tiny.complete_chat(chat(question), 12)
+    assert other.prefix_loaded == second.prefix_loaded  # one stored prefix serves every question
+
+
+def test_a_damaged_stored_prefix_is_rebuilt_never_loaded(tiny: LocalLLM, tmp_path: Path) -> None:
+    written = _fresh(tiny, tmp_path).complete_chat(chat("Wer regiert?"), max_tokens=12)
+    (stored,) = tmp_path.glob("*.state")
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+
+    after = _fresh(tiny, tmp_path)
+    assert after.complete_chat(chat("Wer regiert?"), max_tokens=12) == written
+    assert after.prefix_loaded == 0  # processed again, then stored anew
+    assert _fresh(tiny, tmp_path).complete_chat(chat("Wer regiert?"), max_tokens=12) == written
+    stored.write_bytes(stored.read_bytes()[:1000])  # cut short, as by a full disk
+    truncated = _fresh(tiny, tmp_path)
+    assert truncated.complete_chat(chat("Wer regiert?"), max_tokens=12) == written
+    assert truncated.prefix_loaded == 0
+
+
+def test_a_prefix_stored_for_another_prompt_is_not_used(tiny: LocalLLM, tmp_path: Path) -> None:
+    _fresh(tiny, tmp_path).complete_chat(chat("Wer regiert?"), max_tokens=4)
+    changed = [{"role": "system", "content": SYSTEM.replace("knapp", "ausführlich")}, chat("Wer?")[1]]
+    other = _fresh(tiny, tmp_path)
+    other.complete_chat(changed, max_tokens=4)
+    assert other.prefix_loaded == 0 and len(list(tmp_path.glob("*.state"))) == 2
