@@ -33,12 +33,16 @@ QUESTION = "Seit wann unterhält Kasachstan formelle Beziehungen zu Israel?"
 
 
 def _scripted(
-    seed_index: SeedIndex, minilm: Embedder, multilingual: Embedder, *replies: str, refusal: float = 0.1
+    seed_index: SeedIndex,
+    minilm: Embedder,
+    multilingual: Embedder,
+    *replies: str,
+    refusal: float = 0.1,
+    **settings: object,
 ) -> tuple[Pipeline, ScriptedLLM]:
     llm = ScriptedLLM(list(replies), refusal_probability=refusal)
-    pipeline = Pipeline(
-        seed_index.settings, embedder=minilm, multilingual=multilingual, llm=llm, cwd=seed_index.cwd
-    )  # type: ignore[arg-type]
+    config = seed_index.settings.with_overrides(**settings)
+    pipeline = Pipeline(config, embedder=minilm, multilingual=multilingual, llm=llm, cwd=seed_index.cwd)  # type: ignore[arg-type]
     return pipeline, llm
 
 
@@ -74,7 +78,7 @@ def test_a_phrasing_that_fails_the_check_gives_way_to_the_quoted_evidence(
     assert not result.refused and result.quoted and "not backed" in (result.phrasing_failure or "")
     (citation,) = result.citations
     assert result.answer == f"„{citation.quote}“ [{citation.n}]" and "1992" in citation.quote
-    assert citation.quote == result.evidence[0].quote
+    assert citation.quote in result.evidence[0].quote  # the sentence, inside the context the model read
     _quotes_are_exact(result, seed_index.cwd)
 
 
@@ -87,10 +91,25 @@ def test_the_refusal_text_under_low_odds_does_not_refuse_a_confident_selection(
 
 
 def test_high_refusal_odds_refuse_before_anything_is_written(seed_index, minilm, multilingual) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = _scripted(seed_index, minilm, multilingual, refusal=0.8)
+    pipeline, llm = _scripted(seed_index, minilm, multilingual, refusal=0.8, refusal_threshold=0.5)
     result = ask(pipeline, QUESTION)
     assert result.refused and result.answer == REFUSALS["de"] and result.citations == []
     assert llm.calls == [] and len(llm.scored) == 1 and result.passages  # the closest passages stay
+    assert result.unmatched == 0.0 and result.refusal_probability == pytest.approx(0.8)
+
+
+def test_the_models_doubt_alone_does_not_refuse_when_every_key_term_is_there(
+    seed_index, minilm, multilingual
+) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = _scripted(seed_index, minilm, multilingual, "Seit 1992 [1].", refusal=0.9)
+    result = ask(pipeline, QUESTION)  # odds 0.9 + no key term missing = 0.9, under the default 1.0
+    assert not result.refused and "1992" in result.answer
+
+
+def test_key_terms_found_nowhere_add_to_the_models_doubt(seed_index, minilm, multilingual) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = _scripted(seed_index, minilm, multilingual, refusal=0.6)
+    result = ask(pipeline, "Wann wurde Kassym-Schomart Tokajew geboren und wo ging er zur Grundschule?")
+    assert result.unmatched > 0.4 and result.refused and llm.calls == []
 
 
 def test_a_quantity_that_no_sentence_states_is_refused_without_the_model(
