@@ -741,6 +741,7 @@ def eval_cmd(
       rag eval --compare evals/runs/A evals/runs/B
     """
     from rag import evaluate
+    from rag.metrics import METRIC_KEYS
     from rag.report import format_value
 
     if compare:
@@ -801,7 +802,7 @@ def eval_cmd(
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name in evaluate.METRIC_KEYS:
+    for name in METRIC_KEYS:
         if overall.get(name) is not None:
             table.add_row(name, format_value(name, overall[name]))
     console.print(table)

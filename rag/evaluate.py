@@ -43,6 +43,8 @@ from rag.cite import article_context, is_refusal, is_supported, parse_markers, s
 from rag.conversation import Turn, as_read
 from rag.errors import EvalError
 from rag.language import Language
+from rag.metrics import METRIC_KEYS, RECALL_KS, SUMMARY_FILE, MetricDelta
+from rag.report import find_previous_summary, write_report
 from rag.types import Passage, SearchFilters
 
 if TYPE_CHECKING:
@@ -51,47 +53,16 @@ if TYPE_CHECKING:
 
 QUESTION_TYPES = ("fact", "multi-doc", "english", "unanswerable", "false-premise", "follow-up", "comments")
 LANGUAGES = ("de", "en")
-RECALL_KS = (1, 3, 5, 10)
 RETRIEVAL_K = max(RECALL_KS)
 # A passage finds an evidence span when it holds at least this share of the span.
 EVIDENCE_OVERLAP = 0.5
 DEFAULT_QUESTIONS = Path("evals/questions.jsonl")
 DEFAULT_RUNS_DIR = Path("evals/runs")
 RESULTS_FILE = "results.jsonl"
-SUMMARY_FILE = "summary.json"
 # Source files are read whole to check quotes; no indexed file is larger (see `max_file_mb`).
 MAX_SOURCE_BYTES = 1 << 30
 # Locations, not behaviour: the index and model they point to are recorded by hash.
 UNHASHED_SETTINGS = ("index_dir", "model_dir")
-
-# Flat metric names of summary["overall"], in table order.
-METRIC_KEYS = (
-    *(f"retrieval_recall@{k}" for k in RECALL_KS),
-    "retrieval_mrr",
-    "context_recall",
-    "answer_correct",
-    "evidence_precision@1",
-    "evidence_recall",
-    "quote_exact",
-    "refusal_rate",
-    "false_refusal_rate",
-    "false_premise_correct",
-    "citation_validity",
-    "citation_recall",
-    "citation_precision",
-    "evidence_grounding",
-    "raw_citation_validity",
-    "raw_citation_recall",
-    "raw_citation_precision",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-    "total_p50_ms",
-    "total_p95_ms",
-    "tokens_per_s",
-)
-LOWER_IS_BETTER = frozenset(
-    {"false_refusal_rate", "ttft_p50_ms", "ttft_p95_ms", "total_p50_ms", "total_p95_ms"}
-)
 
 ProgressCallback = Callable[[str, int, int], None]
 Metrics = dict[str, float | int | None]
@@ -189,26 +160,6 @@ class EvalRun:
     summary: dict[str, Any]
     results: list[dict[str, Any]]
     report_path: Path
-
-
-@dataclass(frozen=True)
-class MetricDelta:
-    name: str
-    before: float | int | None
-    after: float | int | None
-
-    @property
-    def delta(self) -> float | None:
-        if self.before is None or self.after is None:
-            return None
-        return round(self.after - self.before, 4)
-
-    @property
-    def improved(self) -> bool | None:
-        """Whether the change is for the better (None when unchanged or unmeasured)."""
-        if not self.delta:
-            return None
-        return (self.delta < 0) if self.name in LOWER_IS_BETTER else (self.delta > 0)
 
 
 @dataclass(frozen=True)
@@ -641,7 +592,6 @@ def run_eval(
     verifier. Unanswerable questions have no evidence and are left out.
     """
     from rag.answer import ask
-    from rag.report import find_previous_summary, write_report
 
     if retrieval_only and oracle:
         raise EvalError("--oracle answers questions and --retrieval-only does not — choose one")

@@ -17,7 +17,6 @@ from click.testing import CliRunner
 
 from rag.errors import EvalError
 from rag.evaluate import (
-    METRIC_KEYS,
     EvalRun,
     PairedTest,
     Question,
@@ -38,6 +37,7 @@ from rag.evaluate import (
     summarize_groups,
     without_absent_corpora,
 )
+from rag.metrics import METRIC_KEYS
 from rag.pipeline import Pipeline
 from rag.report import find_previous_summary
 from rag.settings import Settings
