@@ -56,7 +56,6 @@ LANGUAGES = ("de", "en")
 RETRIEVAL_K = max(RECALL_KS)
 # A passage finds an evidence span when it holds at least this share of the span.
 EVIDENCE_OVERLAP = 0.5
-DEFAULT_QUESTIONS = Path("evals/questions.jsonl")
 DEFAULT_RUNS_DIR = Path("evals/runs")
 RESULTS_FILE = "results.jsonl"
 # Source files are read whole to check quotes; no indexed file is larger (see `max_file_mb`).

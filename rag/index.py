@@ -108,9 +108,6 @@ LIBRARIES = (
     "trafilatura",
     "pypdf",
 )
-# Test hook: a marker path; a write creates it after storing the vectors, then stalls there.
-PAUSE_ENV = "RAG_TEST_PAUSE_MID_WRITE"
-PAUSE_SECONDS = 60.0
 _HASH_BLOCK_BYTES = 1 << 20
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -843,12 +840,8 @@ def _stage_progress(on_progress: ProgressCallback | None, stage: str) -> Callabl
     return lambda done, total: on_progress(stage, done, total)
 
 
-def _pause_for_tests() -> None:
-    """When PAUSE_ENV names a file, create it and stall, so a test can kill the write right here."""
-    marker = os.environ.get(PAUSE_ENV)
-    if marker:
-        Path(marker).touch()
-        time.sleep(PAUSE_SECONDS)
+def _nothing() -> None:
+    """The default `before_publish`: a write goes straight from its vectors to publishing."""
 
 
 def _write_version(
@@ -860,6 +853,7 @@ def _write_version(
     hashes: _ModelHashes,
     on_progress: ProgressCallback | None,
     server: ServerIndex | None = None,
+    before_publish: Callable[[], None] = _nothing,
 ) -> tuple[list[Chunk], int]:
     """Build a complete new version (from `base`, or from scratch) and publish it.
 
@@ -919,7 +913,7 @@ def _write_version(
         embedded = counts[0]  # both encoders embed the same chunks
     finally:
         store.close()
-    _pause_for_tests()
+    before_publish()
 
     chunks = sorted([*kept_chunks, *new_chunks], key=lambda chunk: (chunk.source, chunk.ordinal))
     _write_chunks(directory / CHUNKS_FILE, chunks)
@@ -977,6 +971,7 @@ def update_index(
     on_progress: ProgressCallback | None = None,
     multilingual: Callable[[], Embedder] | None = None,
     collection: CollectionOptions | None = None,
+    before_publish: Callable[[], None] = _nothing,
 ) -> IndexReport:
     """Bring the index in line with the files under `paths`; see the module docstring.
 
@@ -989,6 +984,9 @@ def update_index(
     that format whatever its suffix. Bad files are skipped with a
     reason; a missing path or a corpus without any indexable file raises InputError,
     an index built with other settings raises StaleIndexError unless `rebuild`.
+    `before_publish()` runs once a new version's vectors are stored and before it is
+    published: where a crash must leave the published version untouched (tests stall
+    there and kill the writer).
     """
     from rag.ingest import READERS, discover, given_files
 
@@ -1050,7 +1048,7 @@ def update_index(
         else:
             encoders = Encoders(embedder, multilingual or _load_multilingual_encoder)
             chunks, embedded = _write_version(
-                root, base, plan, encoders, settings, hashes, on_progress, server
+                root, base, plan, encoders, settings, hashes, on_progress, server, before_publish
             )
             chunks_total = len(chunks)
 

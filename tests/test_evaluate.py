@@ -491,7 +491,6 @@ def test_full_eval_on_the_default_model(seeds_settings: Settings, tmp_path: Path
     assert [r["id"] for r in run.results] == [q.id for q in questions.questions[:3]]
     for record in run.results:
         assert isinstance(record["answer"], str) and record["answer"]
-        assert record["scores"]["refused"] in (True, False)
         assert len(record["retrieved"]) == 10
     follow_ups = [r for r, q in zip(run.results, questions.questions, strict=False) if q.follows]
     assert all(r["previous_question"] for r in follow_ups), "a follow-up must be read with its question"
