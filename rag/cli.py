@@ -31,7 +31,7 @@ from rag.formats.collection import CollectionKind, CollectionOptions
 from rag.render import error_line, render_answer, safe_text, span_label, stream_answer
 from rag.sanitize import for_terminal, json_line
 from rag.settings import Settings
-from rag.types import Passage, SearchFilters
+from rag.types import SearchFilters
 
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline
@@ -168,22 +168,6 @@ def _highlighted(query: str, text: str) -> Text:
     for start, end in matching_spans(query, rendered.plain):
         rendered.stylize("bold yellow", start, end)
     return rendered
-
-
-def _passage_json(n: int, passage: Passage) -> dict[str, Any]:
-    return {
-        "n": n,
-        "source": passage.source,
-        "title": passage.title,
-        "start": passage.start,
-        "end": passage.end,
-        "text": passage.text,
-        "score": round(passage.score, 6),
-        "section": passage.section,
-        "outlet": passage.outlet,
-        "date": passage.date,
-        "page": passage.page,
-    }
 
 
 # ---------------------------------------------------------------------------
@@ -345,7 +329,7 @@ def search_cmd(
     filters = _filters(settings, source, outlet, since, until)
     passages = _pipeline(settings).search(query, k=k, filters=filters)
     if as_json:
-        _print_json({"query": query, "passages": [_passage_json(n, p) for n, p in enumerate(passages, 1)]})
+        _print_json({"query": query, "passages": [p.to_json(n) for n, p in enumerate(passages, 1)]})
         return
     if not passages:
         console.print("No passage matches. Try other words, or check the filters.")

@@ -550,19 +550,6 @@ def default_run_dir(base: Path = DEFAULT_RUNS_DIR) -> Path:
     return base / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def _passage_json(n: int, passage: Any) -> dict[str, Any]:
-    return {
-        "n": n,
-        "source": passage.source,
-        "start": passage.start,
-        "end": passage.end,
-        "title": passage.title,
-        "outlet": passage.outlet,
-        "score": round(passage.score, 6),
-        "text": passage.text,
-    }
-
-
 def _history(question: Question, answers: Mapping[str, tuple[Question, Answer]]) -> list[Turn]:
     """The chain of turns a follow-up continues: its parent's history, then the parent itself."""
     if question.follows is None:
@@ -646,7 +633,7 @@ def run_eval(
                 filters=filters,
                 expansions=[q for q in (answer.search_query, answer.previous_question) if q],
             )
-        record["retrieved"] = [_passage_json(n, p) for n, p in enumerate(retrieved, 1)]
+        record["retrieved"] = [p.to_json(n) for n, p in enumerate(retrieved, 1)]
         record["gold"] = question.gold_json()
         record["scores"] = score_result(question, record)
         if not retrieval_only:
