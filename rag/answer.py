@@ -99,20 +99,7 @@ class Answer:
                 }
                 for c in self.citations
             ],
-            "passages": [
-                {
-                    "n": n,
-                    "source": p.source,
-                    "title": p.title,
-                    "outlet": p.outlet,
-                    "start": p.start,
-                    "end": p.end,
-                    "text": p.text,
-                    "score": round(p.score, 6),
-                    "page": p.page,
-                }
-                for n, p in enumerate(self.passages, 1)
-            ],
+            "passages": [p.to_json(n) for n, p in enumerate(self.passages, 1)],
             "model": {"path": self.model_path, "sha256": self.model_sha256},
             "timings_ms": {key: round(value, 1) for key, value in self.timings_ms.items()},
             "tokens": self.tokens,

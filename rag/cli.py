@@ -31,9 +31,11 @@ from rag.formats.collection import CollectionKind, CollectionOptions
 from rag.render import error_line, render_answer, safe_text, span_label, stream_answer
 from rag.sanitize import for_terminal, json_line
 from rag.settings import Settings
-from rag.types import Passage, SearchFilters
+from rag.types import SearchFilters
 
 if TYPE_CHECKING:
+    from rag.answer import Answer
+    from rag.evaluate import Comparison, EvalRun
     from rag.pipeline import Pipeline
 
 console = Console(highlight=False)
@@ -168,22 +170,6 @@ def _highlighted(query: str, text: str) -> Text:
     for start, end in matching_spans(query, rendered.plain):
         rendered.stylize("bold yellow", start, end)
     return rendered
-
-
-def _passage_json(n: int, passage: Passage) -> dict[str, Any]:
-    return {
-        "n": n,
-        "source": passage.source,
-        "title": passage.title,
-        "start": passage.start,
-        "end": passage.end,
-        "text": passage.text,
-        "score": round(passage.score, 6),
-        "section": passage.section,
-        "outlet": passage.outlet,
-        "date": passage.date,
-        "page": passage.page,
-    }
 
 
 # ---------------------------------------------------------------------------
@@ -345,7 +331,7 @@ def search_cmd(
     filters = _filters(settings, source, outlet, since, until)
     passages = _pipeline(settings).search(query, k=k, filters=filters)
     if as_json:
-        _print_json({"query": query, "passages": [_passage_json(n, p) for n, p in enumerate(passages, 1)]})
+        _print_json({"query": query, "passages": [p.to_json(n) for n, p in enumerate(passages, 1)]})
         return
     if not passages:
         console.print("No passage matches. Try other words, or check the filters.")
@@ -521,13 +507,7 @@ def ask_cmd(
     settings = _settings(ctx, include_comments=include_comments)
     pipeline = _pipeline(settings)
     filters = _filters(settings, source, outlet, since, until)
-    if batch is None:  # one question: a bad one is the command's one-line error, before any model loads
-        line = _batch_line(0, question or "")
-        if line.error is not None:
-            raise InputError(line.error)
-        lines = [line]
-    else:
-        lines = _read_batch(batch)
+    lines = _read_batch(batch) if batch is not None else [_single_question(question or "")]
     if any(line.error is None for line in lines):
         with err_console.status("Loading model…", spinner="dots"):
             pipeline.reader  # noqa: B018 — fail fast on a missing or stale index
@@ -536,14 +516,7 @@ def ask_cmd(
     stream = not as_json and console.is_terminal
     failed = 0
     for line in lines:
-        error, result = line.error, None
-        if line.question is not None and error is None:
-            try:
-                result = stream_answer(pipeline, line.question, stream, console, filters=filters, k=k)
-            except InputError as failure:  # one bad line of a batch must not lose the others
-                if batch is None:
-                    raise
-                error = str(failure)
+        result, error = _answer_line(pipeline, line, stream, in_batch=batch is not None, filters=filters, k=k)
         if result is None:
             failed += 1
             if as_json:
@@ -558,6 +531,31 @@ def ask_cmd(
             render_answer(result, show_passages, console)
     if failed:
         raise RagError(f"{failed} of {len(lines)} questions could not be answered — see the errors above")
+
+
+def _single_question(question: str) -> _BatchLine:
+    """The question given on the command line: if bad, the command's one-line error, before any model loads.
+
+    Unlike a bad line of a batch, there is nothing else to answer.
+    """
+    line = _batch_line(0, question)
+    if line.error is not None:
+        raise InputError(line.error)
+    return line
+
+
+def _answer_line(
+    pipeline: Pipeline, line: _BatchLine, stream: bool, *, in_batch: bool, **ask_options: Any
+) -> tuple[Answer | None, str | None]:
+    """The answer to one line, or why there is none: one bad line of a batch must not lose the others."""
+    if line.question is None or line.error is not None:
+        return None, line.error
+    try:
+        return stream_answer(pipeline, line.question, stream, console, **ask_options), None
+    except InputError as failure:
+        if not in_batch:
+            raise
+        return None, str(failure)
 
 
 @cli.command("chat")
@@ -741,46 +739,9 @@ def eval_cmd(
       rag eval --compare evals/runs/A evals/runs/B
     """
     from rag import evaluate
-    from rag.report import format_value
 
     if compare:
-        comparison = evaluate.compare_runs(*compare)
-        table = Table(title=f"{comparison.run_a} → {comparison.run_b}", title_justify="left")
-        for column in ("metric", "A", "B", "change"):
-            table.add_column(column, justify="left" if column == "metric" else "right")
-        for metric in comparison.metrics:
-            change = "—" if metric.delta is None else f"{metric.delta:+.3f}"
-            style = {True: "green", False: "red", None: ""}[metric.improved]
-            before, after = format_value(metric.name, metric.before), format_value(metric.name, metric.after)
-            table.add_row(metric.name, before, after, Text(change, style=style))
-        console.print(table)
-        if comparison.paired:
-            paired = Table(title="Paired test (exact McNemar, same questions)", title_justify="left")
-            for column in ("metric", "n", "A better", "B better", "p", "verdict"):
-                paired.add_column(
-                    column, justify="left" if column in ("metric", "verdict") else "right", no_wrap=True
-                )
-            for test in comparison.paired:
-                verdict = "a real difference" if test.significant else "within chance"
-                paired.add_row(
-                    test.name,
-                    str(test.questions),
-                    str(test.only_a),
-                    str(test.only_b),
-                    f"{test.p_value:.2f}",
-                    verdict,
-                )
-            console.print(paired)
-        if not comparison.changes:
-            console.print("No question changed its outcome.")
-            return
-        changes = Table(title="Changed outcomes", title_justify="left")
-        for column in ("id", "type", "A", "B", "question"):
-            changes.add_column(column, overflow="fold")
-        for changed in comparison.changes:
-            question = safe_text(changed.question)
-            changes.add_row(safe_text(changed.id), changed.type, changed.before, changed.after, question)
-        console.print(changes)
+        _print_comparison(evaluate.compare_runs(*compare))
         return
     floors, ceilings = evaluate.parse_thresholds(minimums), evaluate.parse_thresholds(maximums)
     questions = evaluate.load_questions(questions_file)
@@ -795,13 +756,64 @@ def eval_cmd(
             limit=limit,
             on_progress=update,
         )
+    _print_run(run)
+    evaluate.check_thresholds(run.summary["overall"], floors, ceilings)
+
+
+def _print_comparison(comparison: Comparison) -> None:
+    """`rag eval --compare`: the metrics side by side, the paired tests, then every changed outcome."""
+    from rag.report import format_value
+
+    table = Table(title=f"{comparison.run_a} → {comparison.run_b}", title_justify="left")
+    for column in ("metric", "A", "B", "change"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric in comparison.metrics:
+        change = "—" if metric.delta is None else f"{metric.delta:+.3f}"
+        style = {True: "green", False: "red", None: ""}[metric.improved]
+        before, after = format_value(metric.name, metric.before), format_value(metric.name, metric.after)
+        table.add_row(metric.name, before, after, Text(change, style=style))
+    console.print(table)
+    if comparison.paired:
+        paired = Table(title="Paired test (exact McNemar, same questions)", title_justify="left")
+        for column in ("metric", "n", "A better", "B better", "p", "verdict"):
+            paired.add_column(
+                column, justify="left" if column in ("metric", "verdict") else "right", no_wrap=True
+            )
+        for test in comparison.paired:
+            verdict = "a real difference" if test.significant else "within chance"
+            paired.add_row(
+                test.name,
+                str(test.questions),
+                str(test.only_a),
+                str(test.only_b),
+                f"{test.p_value:.2f}",
+                verdict,
+            )
+        console.print(paired)
+    if not comparison.changes:
+        console.print("No question changed its outcome.")
+        return
+    changes = Table(title="Changed outcomes", title_justify="left")
+    for column in ("id", "type", "A", "B", "question"):
+        changes.add_column(column, overflow="fold")
+    for changed in comparison.changes:
+        question = safe_text(changed.question)
+        changes.add_row(safe_text(changed.id), changed.type, changed.before, changed.after, question)
+    console.print(changes)
+
+
+def _print_run(run: EvalRun) -> None:
+    """The finished run's overall metrics, the questions it had to skip, and where its report is."""
+    from rag.metrics import METRIC_KEYS
+    from rag.report import format_value
+
     overall = run.summary["overall"]
     table = Table(
         title=f"{overall['questions']} questions, {run.summary['run']['mode']}", title_justify="left"
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name in evaluate.METRIC_KEYS:
+    for name in METRIC_KEYS:
         if overall.get(name) is not None:
             table.add_row(name, format_value(name, overall[name]))
     console.print(table)
@@ -810,7 +822,6 @@ def eval_cmd(
             safe_text(f"Skipped {count} questions: their corpus {corpus} is not there.", style="yellow")
         )
     console.print(safe_text(f"Report: {run.report_path}"))
-    evaluate.check_thresholds(overall, floors, ceilings)
 
 
 # They load llama.cpp, so they run in a supervised child: a native crash becomes one line (rag.supervise).

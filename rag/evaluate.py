@@ -43,6 +43,8 @@ from rag.cite import article_context, is_refusal, is_supported, parse_markers, s
 from rag.conversation import Turn, as_read
 from rag.errors import EvalError
 from rag.language import Language
+from rag.metrics import METRIC_KEYS, RECALL_KS, SUMMARY_FILE, MetricDelta
+from rag.report import PreviousRun, find_previous_summary, write_report
 from rag.types import Passage, SearchFilters
 
 if TYPE_CHECKING:
@@ -51,47 +53,15 @@ if TYPE_CHECKING:
 
 QUESTION_TYPES = ("fact", "multi-doc", "english", "unanswerable", "false-premise", "follow-up", "comments")
 LANGUAGES = ("de", "en")
-RECALL_KS = (1, 3, 5, 10)
 RETRIEVAL_K = max(RECALL_KS)
 # A passage finds an evidence span when it holds at least this share of the span.
 EVIDENCE_OVERLAP = 0.5
-DEFAULT_QUESTIONS = Path("evals/questions.jsonl")
 DEFAULT_RUNS_DIR = Path("evals/runs")
 RESULTS_FILE = "results.jsonl"
-SUMMARY_FILE = "summary.json"
 # Source files are read whole to check quotes; no indexed file is larger (see `max_file_mb`).
 MAX_SOURCE_BYTES = 1 << 30
 # Locations, not behaviour: the index and model they point to are recorded by hash.
 UNHASHED_SETTINGS = ("index_dir", "model_dir")
-
-# Flat metric names of summary["overall"], in table order.
-METRIC_KEYS = (
-    *(f"retrieval_recall@{k}" for k in RECALL_KS),
-    "retrieval_mrr",
-    "context_recall",
-    "answer_correct",
-    "evidence_precision@1",
-    "evidence_recall",
-    "quote_exact",
-    "refusal_rate",
-    "false_refusal_rate",
-    "false_premise_correct",
-    "citation_validity",
-    "citation_recall",
-    "citation_precision",
-    "evidence_grounding",
-    "raw_citation_validity",
-    "raw_citation_recall",
-    "raw_citation_precision",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-    "total_p50_ms",
-    "total_p95_ms",
-    "tokens_per_s",
-)
-LOWER_IS_BETTER = frozenset(
-    {"false_refusal_rate", "ttft_p50_ms", "ttft_p95_ms", "total_p50_ms", "total_p95_ms"}
-)
 
 ProgressCallback = Callable[[str, int, int], None]
 Metrics = dict[str, float | int | None]
@@ -189,26 +159,6 @@ class EvalRun:
     summary: dict[str, Any]
     results: list[dict[str, Any]]
     report_path: Path
-
-
-@dataclass(frozen=True)
-class MetricDelta:
-    name: str
-    before: float | int | None
-    after: float | int | None
-
-    @property
-    def delta(self) -> float | None:
-        if self.before is None or self.after is None:
-            return None
-        return round(self.after - self.before, 4)
-
-    @property
-    def improved(self) -> bool | None:
-        """Whether the change is for the better (None when unchanged or unmeasured)."""
-        if not self.delta:
-            return None
-        return (self.delta < 0) if self.name in LOWER_IS_BETTER else (self.delta > 0)
 
 
 @dataclass(frozen=True)
@@ -600,19 +550,6 @@ def default_run_dir(base: Path = DEFAULT_RUNS_DIR) -> Path:
     return base / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def _passage_json(n: int, passage: Any) -> dict[str, Any]:
-    return {
-        "n": n,
-        "source": passage.source,
-        "start": passage.start,
-        "end": passage.end,
-        "title": passage.title,
-        "outlet": passage.outlet,
-        "score": round(passage.score, 6),
-        "text": passage.text,
-    }
-
-
 def _history(question: Question, answers: Mapping[str, tuple[Question, Answer]]) -> list[Turn]:
     """The chain of turns a follow-up continues: its parent's history, then the parent itself."""
     if question.follows is None:
@@ -640,9 +577,6 @@ def run_eval(
     retrieval: the ceiling that perfect retrieval would give this model, prompt and
     verifier. Unanswerable questions have no evidence and are left out.
     """
-    from rag.answer import ask
-    from rag.report import find_previous_summary, write_report
-
     if retrieval_only and oracle:
         raise EvalError("--oracle answers questions and --retrieval-only does not — choose one")
     selected = list(questions.questions[:limit] if limit else questions.questions)
@@ -666,42 +600,9 @@ def run_eval(
     for done, question in enumerate(selected):
         if on_progress:
             on_progress(stage, done, len(selected))
+        gold = gold_passages(question, documents[question.corpus]) if oracle else None
         target = pipelines[question.corpus]
-        filters = SearchFilters(include_comments=question.include_comments)
-        record: dict[str, Any] = {
-            "id": question.id,
-            "type": question.type,
-            "lang": question.lang,
-            "answerable": question.answerable,
-        }
-        if retrieval_only:
-            record["question"] = question.question
-            retrieved = target.search(question.question, k=RETRIEVAL_K, filters=filters)
-        else:
-            gold = gold_passages(question, documents[question.corpus]) if oracle else None
-            answer = ask(
-                target,
-                question.question,
-                filters=filters,
-                history=_history(question, answers),
-                passages=gold,
-            )
-            if answer.interrupted:  # ask turns Ctrl-C into a refusal; a run must stop instead
-                raise KeyboardInterrupt
-            answers[question.id] = (question, answer)
-            record.update(answer.to_json())
-            record["quotes_exact"] = quotes_exact(answer, target) if answer.citations else None
-            retrieved = gold or target.search(
-                answer.question,
-                k=RETRIEVAL_K,
-                filters=filters,
-                expansions=[q for q in (answer.search_query, answer.previous_question) if q],
-            )
-        record["retrieved"] = [_passage_json(n, p) for n, p in enumerate(retrieved, 1)]
-        record["gold"] = question.gold_json()
-        record["scores"] = score_result(question, record)
-        if not retrieval_only:
-            record["missing_facts"] = missing_facts(record["answer"], question.required_facts)
+        record = _question_record(question, target, answers, retrieval_only=retrieval_only, gold=gold)
         results.append(record)
     if on_progress:
         on_progress(stage, len(selected), len(selected))
@@ -711,6 +612,66 @@ def run_eval(
     run["corpora"] = {corpus: _index_record(other) for corpus, other in corpora.items()}
     run["skipped_corpora"] = skipped_corpora
     summary = {"run": run, **summarize_groups(results)}
+    report_path = _write_run_files(out_dir, summary, results, previous)
+    return EvalRun(out_dir=out_dir, summary=summary, results=results, report_path=report_path)
+
+
+def _question_record(
+    question: Question,
+    target: Pipeline,
+    answers: dict[str, tuple[Question, Answer]],
+    *,
+    retrieval_only: bool,
+    gold: list[Passage] | None,
+) -> dict[str, Any]:
+    """Run and score one question: its results.jsonl record.
+
+    `target` is the pipeline of the question's corpus; `gold` (oracle runs) replaces
+    retrieval. The answer is added to `answers`, for the follow-ups that continue it.
+    """
+    from rag.answer import ask
+
+    filters = SearchFilters(include_comments=question.include_comments)
+    record: dict[str, Any] = {
+        "id": question.id,
+        "type": question.type,
+        "lang": question.lang,
+        "answerable": question.answerable,
+    }
+    if retrieval_only:
+        record["question"] = question.question
+        retrieved = target.search(question.question, k=RETRIEVAL_K, filters=filters)
+    else:
+        answer = ask(
+            target,
+            question.question,
+            filters=filters,
+            history=_history(question, answers),
+            passages=gold,
+        )
+        if answer.interrupted:  # ask turns Ctrl-C into a refusal; a run must stop instead
+            raise KeyboardInterrupt
+        answers[question.id] = (question, answer)
+        record.update(answer.to_json())
+        record["quotes_exact"] = quotes_exact(answer, target) if answer.citations else None
+        retrieved = gold or target.search(
+            answer.question,
+            k=RETRIEVAL_K,
+            filters=filters,
+            expansions=[q for q in (answer.search_query, answer.previous_question) if q],
+        )
+    record["retrieved"] = [p.to_json(n) for n, p in enumerate(retrieved, 1)]
+    record["gold"] = question.gold_json()
+    record["scores"] = score_result(question, record)
+    if not retrieval_only:
+        record["missing_facts"] = missing_facts(record["answer"], question.required_facts)
+    return record
+
+
+def _write_run_files(
+    out_dir: Path, summary: dict[str, Any], results: Sequence[Mapping[str, Any]], previous: PreviousRun | None
+) -> Path:
+    """Write results.jsonl, summary.json and the report into `out_dir`; returns the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / RESULTS_FILE).open("w", encoding="utf-8") as handle:
         for record in results:
@@ -718,8 +679,7 @@ def run_eval(
     (out_dir / SUMMARY_FILE).write_text(
         json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
     )
-    report_path = write_report(out_dir, summary, results, previous)
-    return EvalRun(out_dir=out_dir, summary=summary, results=results, report_path=report_path)
+    return write_report(out_dir, summary, results, previous)
 
 
 def quotes_exact(answer: Answer, pipeline: Pipeline) -> bool:

@@ -33,13 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rag.errors import ModelError, PromptError
-from rag.models import check_gguf, display_path, file_sha256, resolve_model, spec_for_file
+from rag.models import check_gguf, display_path, file_sha256, spec_for_file
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import ChatFormatterResponse, Jinja2ChatFormatter
-
-    from rag.settings import Settings
 
 FALLBACK_CHAT_FORMAT = "chatml (fallback: the model has no chat template)"
 GGUF_CHAT_FORMAT = "gguf chat template"
@@ -257,11 +255,6 @@ class LocalLLM:
             )
             raise ModelError(f"llama.cpp could not load {display_path(path)} ({reason}) — {fix}") from None
         return cls(llama, path, seed, PrefixStore(prefix_dir) if prefix_dir else None)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LocalLLM:
-        """Resolve the `model` setting and load it with the configured context, threads and seed."""
-        return cls.load(resolve_model(settings), settings.n_ctx, settings.n_threads, settings.seed)
 
     @property
     def n_ctx(self) -> int:

@@ -55,7 +55,7 @@ import secrets
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
@@ -108,9 +108,6 @@ LIBRARIES = (
     "trafilatura",
     "pypdf",
 )
-# Test hook: a marker path; a write creates it after storing the vectors, then stalls there.
-PAUSE_ENV = "RAG_TEST_PAUSE_MID_WRITE"
-PAUSE_SECONDS = 60.0
 _HASH_BLOCK_BYTES = 1 << 20
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -675,6 +672,61 @@ def _is_under(path: Path, roots: Sequence[Path]) -> bool:
     return any(form.is_relative_to(root) for form in forms for root in roots)
 
 
+@dataclass
+class _Reading:
+    """What `_plan` learns from reading this run's files, before it looks for duplicates."""
+
+    keep: dict[str, FileEntry] = field(default_factory=dict)  # unchanged: their entries stay
+    sources: set[str] = field(default_factory=set)  # every document found: files and rows
+    collections: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    candidates: list[tuple[Document, str]] = field(default_factory=list)  # new or changed documents
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _read_found(
+    found: Sequence[tuple[Path, str]],
+    old_files: Mapping[str, FileEntry],
+    max_bytes: int,
+    options: CollectionOptions,
+    on_progress: ProgressCallback | None,
+) -> _Reading:
+    """Read the files whose bytes (or collection options) changed; the others keep their entries unread."""
+    from rag.ingest import collection_kind, read_documents, source_file
+
+    rows_of: dict[str, dict[str, FileEntry]] = {}
+    for source, entry in old_files.items():
+        rows_of.setdefault(source_file(source), {})[source] = entry
+    reading = _Reading()
+    for done, (path, source) in enumerate(found, start=1):
+        if on_progress:
+            on_progress("reading", done, len(found))
+        is_collection = collection_kind(path, options) is not None
+        if is_collection:
+            reading.collections[source] = asdict(options)
+        known = rows_of.get(source, {})
+        reading.sources.update(known)  # until read: a file that cannot be read loses its old entries
+        try:
+            how = options.describe() if is_collection else ""
+            file_sha = _file_sha256(path, how) if path.stat().st_size <= max_bytes else ""
+            if known and all(entry.file_sha256 == file_sha for entry in known.values()):
+                reading.keep.update(known)
+                continue
+            documents, skipped_rows = read_documents(path, source, max_bytes, options)
+        except (RagError, OSError) as error:
+            reading.skipped.append((source, str(error)))
+            continue
+        reading.skipped.extend(skipped_rows)
+        reading.sources.difference_update(known)
+        for document in documents:
+            reading.sources.add(document.source)
+            previous = old_files.get(document.source)
+            if previous is not None and previous.sha256 == document.sha256:
+                reading.keep[document.source] = replace(previous, file_sha256=file_sha)
+            else:
+                reading.candidates.append((document, file_sha))
+    return reading
+
+
 def _plan(
     found: Sequence[tuple[Path, str]],
     old: Manifest | None,
@@ -690,46 +742,12 @@ def _plan(
     its rows is read. Otherwise every row is compared by content hash, so a changed
     row is re-indexed alone.
     """
-    from rag.ingest import collection_kind, read_documents, source_file
+    from rag.ingest import source_file
 
     old_files = old.files if old is not None else {}
     old_duplicates = old.duplicates if old is not None else {}
-    max_bytes = int(settings.max_file_mb * 1024 * 1024)
-    rows_of: dict[str, dict[str, FileEntry]] = {}
-    for source, entry in old_files.items():
-        rows_of.setdefault(source_file(source), {})[source] = entry
-    keep: dict[str, FileEntry] = {}
-    sources: set[str] = set()
-    collections: dict[str, dict[str, str | None]] = {}
-    candidates: list[tuple[Document, str]] = []
-    skipped: list[tuple[str, str]] = []
-    for done, (path, source) in enumerate(found, start=1):
-        if on_progress:
-            on_progress("reading", done, len(found))
-        is_collection = collection_kind(path, options) is not None
-        if is_collection:
-            collections[source] = asdict(options)
-        known = rows_of.get(source, {})
-        sources.update(known)  # until read: a file that cannot be read loses its old entries
-        try:
-            reading = options.describe() if is_collection else ""
-            file_sha = _file_sha256(path, reading) if path.stat().st_size <= max_bytes else ""
-            if known and all(entry.file_sha256 == file_sha for entry in known.values()):
-                keep.update(known)
-                continue
-            documents, skipped_rows = read_documents(path, source, max_bytes, options)
-        except (RagError, OSError) as error:
-            skipped.append((source, str(error)))
-            continue
-        skipped.extend(skipped_rows)
-        sources.difference_update(known)
-        for document in documents:
-            sources.add(document.source)
-            previous = old_files.get(document.source)
-            if previous is not None and previous.sha256 == document.sha256:
-                keep[document.source] = replace(previous, file_sha256=file_sha)
-            else:
-                candidates.append((document, file_sha))
+    reading = _read_found(found, old_files, int(settings.max_file_mb * 1024 * 1024), options, on_progress)
+    keep, sources, candidates = reading.keep, reading.sources, reading.candidates
 
     def outside_roots(source: str) -> bool:
         return source not in sources and not _is_under(cwd / source_file(source), roots)
@@ -749,12 +767,12 @@ def _plan(
     duplicates = {copy: original for copy, original in duplicates.items() if original in original_of.values()}
     indexed_now = set(keep) | {document.source for document, _ in to_index} | set(duplicates)
     indexed_files = {source_file(source) for source in indexed_now}
-    collections = {**(old.collections if old is not None else {}), **collections}
+    collections = {**(old.collections if old is not None else {}), **reading.collections}
     return _Plan(
         keep,
         to_index,
         duplicates,
-        skipped,
+        reading.skipped,
         indexable=len(sources & indexed_now),
         sources=sources,
         collections={file: how for file, how in sorted(collections.items()) if file in indexed_files},
@@ -843,12 +861,8 @@ def _stage_progress(on_progress: ProgressCallback | None, stage: str) -> Callabl
     return lambda done, total: on_progress(stage, done, total)
 
 
-def _pause_for_tests() -> None:
-    """When PAUSE_ENV names a file, create it and stall, so a test can kill the write right here."""
-    marker = os.environ.get(PAUSE_ENV)
-    if marker:
-        Path(marker).touch()
-        time.sleep(PAUSE_SECONDS)
+def _nothing() -> None:
+    """The default `before_publish`: a write goes straight from its vectors to publishing."""
 
 
 def _write_version(
@@ -860,6 +874,7 @@ def _write_version(
     hashes: _ModelHashes,
     on_progress: ProgressCallback | None,
     server: ServerIndex | None = None,
+    before_publish: Callable[[], None] = _nothing,
 ) -> tuple[list[Chunk], int]:
     """Build a complete new version (from `base`, or from scratch) and publish it.
 
@@ -919,7 +934,7 @@ def _write_version(
         embedded = counts[0]  # both encoders embed the same chunks
     finally:
         store.close()
-    _pause_for_tests()
+    before_publish()
 
     chunks = sorted([*kept_chunks, *new_chunks], key=lambda chunk: (chunk.source, chunk.ordinal))
     _write_chunks(directory / CHUNKS_FILE, chunks)
@@ -977,6 +992,7 @@ def update_index(
     on_progress: ProgressCallback | None = None,
     multilingual: Callable[[], Embedder] | None = None,
     collection: CollectionOptions | None = None,
+    before_publish: Callable[[], None] = _nothing,
 ) -> IndexReport:
     """Bring the index in line with the files under `paths`; see the module docstring.
 
@@ -989,6 +1005,9 @@ def update_index(
     that format whatever its suffix. Bad files are skipped with a
     reason; a missing path or a corpus without any indexable file raises InputError,
     an index built with other settings raises StaleIndexError unless `rebuild`.
+    `before_publish()` runs once a new version's vectors are stored and before it is
+    published: where a crash must leave the published version untouched (tests stall
+    there and kill the writer).
     """
     from rag.ingest import READERS, discover, given_files
 
@@ -1050,7 +1069,7 @@ def update_index(
         else:
             encoders = Encoders(embedder, multilingual or _load_multilingual_encoder)
             chunks, embedded = _write_version(
-                root, base, plan, encoders, settings, hashes, on_progress, server
+                root, base, plan, encoders, settings, hashes, on_progress, server, before_publish
             )
             chunks_total = len(chunks)
 

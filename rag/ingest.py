@@ -142,6 +142,94 @@ def _supported_list() -> str:
     return ", ".join(sorted(READERS))
 
 
+class _Discovery:
+    """One `discover` call: what was found and skipped so far, and which files and directories were seen."""
+
+    def __init__(self, cwd: Path, follow_symlinks: bool) -> None:
+        self.cwd = cwd
+        self.follow_symlinks = follow_symlinks
+        self.found: list[tuple[Path, str]] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.seen_files: dict[tuple[int, int], str] = {}
+        self.visited_dirs: set[tuple[int, int]] = set()
+
+    def take_file(self, path: Path, status: os.stat_result, explicit: bool) -> None:
+        """Take a supported, readable regular file once; say why not only when it was given explicitly."""
+        source = _source_label(path, self.cwd)
+        if not stat.S_ISREG(status.st_mode):
+            if explicit:
+                self.skipped.append((source, "not a regular file"))
+            return
+        if path.suffix.lower() not in READERS:
+            if explicit:
+                kind = f"file type {path.suffix}" if path.suffix else "file without suffix"
+                self.skipped.append((source, f"unsupported {kind} (supported: {_supported_list()})"))
+            return
+        key = (status.st_dev, status.st_ino)
+        if key in self.seen_files:
+            if self.seen_files[key] != source:
+                self.skipped.append((source, f"same file as {self.seen_files[key]}"))
+            return
+        if not os.access(path, os.R_OK, effective_ids=os.access in os.supports_effective_ids):
+            self.skipped.append((source, "permission denied"))
+            return
+        self.seen_files[key] = source
+        self.found.append((path, source))
+
+    def walk(self, root: Path, root_status: os.stat_result) -> None:
+        """Take every supported file below the directory `root`, depth first in name order."""
+        self.visited_dirs.add((root_status.st_dev, root_status.st_ino))
+        resolved_root = root.resolve()
+        pending = [root]
+        while pending:
+            directory = pending.pop()
+            try:
+                entries = sorted(os.scandir(directory), key=lambda entry: entry.name, reverse=True)
+            except OSError as error:
+                reason = f"cannot list directory: {_os_reason(error)}"
+                self.skipped.append((_source_label(directory, self.cwd), reason))
+                continue
+            for entry in entries:
+                if not entry.name.startswith("."):
+                    self._visit(entry, root, resolved_root, pending)
+
+    def _visit(self, entry: os.DirEntry[str], root: Path, resolved_root: Path, pending: list[Path]) -> None:
+        """Take one directory entry: a file now, a directory onto `pending`, unless it is to be skipped."""
+        path = Path(entry.path)
+        try:
+            status = path.stat()
+        except OSError as error:
+            if entry.is_symlink() or path.suffix.lower() in READERS:
+                self.skipped.append((_source_label(path, self.cwd), _os_reason(error)))
+            return
+        if self._leaves_root(entry, path, status, resolved_root):
+            link = path.relative_to(self.cwd).as_posix() if path.is_relative_to(self.cwd) else str(path)
+            reason = f"symlink to {path.resolve()}, outside {root} — pass --follow-symlinks to index it"
+            self.skipped.append((link, reason))
+            return
+        if not stat.S_ISDIR(status.st_mode):
+            self.take_file(path, status, explicit=False)
+            return
+        key = (status.st_dev, status.st_ino)
+        if key in self.visited_dirs:
+            self.skipped.append((_source_label(path, self.cwd), "symlink loop (directory already scanned)"))
+            return
+        self.visited_dirs.add(key)
+        pending.append(path)
+
+    def _leaves_root(
+        self, entry: os.DirEntry[str], path: Path, status: os.stat_result, resolved_root: Path
+    ) -> bool:
+        """Whether a directory or supported file is a symlink out of the given directory (not followed)."""
+        taken = stat.S_ISDIR(status.st_mode) or path.suffix.lower() in READERS
+        return (
+            taken
+            and entry.is_symlink()
+            and not self.follow_symlinks
+            and not path.resolve().is_relative_to(resolved_root)
+        )
+
+
 def discover(
     paths: Sequence[Path], cwd: Path, follow_symlinks: bool = False
 ) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
@@ -155,77 +243,8 @@ def discover(
     path that does not exist at all.
     """
     cwd = Path(os.path.abspath(cwd))
-    found: list[tuple[Path, str]] = []
-    skipped: list[tuple[str, str]] = []
-    seen_files: dict[tuple[int, int], str] = {}
-    visited_dirs: set[tuple[int, int]] = set()
-
-    def take_file(path: Path, status: os.stat_result, explicit: bool) -> None:
-        source = _source_label(path, cwd)
-        if not stat.S_ISREG(status.st_mode):
-            if explicit:
-                skipped.append((source, "not a regular file"))
-            return
-        if path.suffix.lower() not in READERS:
-            if explicit:
-                kind = f"file type {path.suffix}" if path.suffix else "file without suffix"
-                skipped.append((source, f"unsupported {kind} (supported: {_supported_list()})"))
-            return
-        key = (status.st_dev, status.st_ino)
-        if key in seen_files:
-            if seen_files[key] != source:
-                skipped.append((source, f"same file as {seen_files[key]}"))
-            return
-        if not os.access(path, os.R_OK, effective_ids=os.access in os.supports_effective_ids):
-            skipped.append((source, "permission denied"))
-            return
-        seen_files[key] = source
-        found.append((path, source))
-
-    def walk(root: Path, root_status: os.stat_result) -> None:
-        visited_dirs.add((root_status.st_dev, root_status.st_ino))
-        resolved_root = root.resolve()
-        pending = [root]
-        while pending:
-            directory = pending.pop()
-            try:
-                entries = sorted(os.scandir(directory), key=lambda entry: entry.name, reverse=True)
-            except OSError as error:
-                skipped.append((_source_label(directory, cwd), f"cannot list directory: {_os_reason(error)}"))
-                continue
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                path = Path(entry.path)
-                try:
-                    status = path.stat()
-                except OSError as error:
-                    if entry.is_symlink() or path.suffix.lower() in READERS:
-                        skipped.append((_source_label(path, cwd), _os_reason(error)))
-                    continue
-                taken = stat.S_ISDIR(status.st_mode) or path.suffix.lower() in READERS
-                if (
-                    taken
-                    and entry.is_symlink()
-                    and not follow_symlinks
-                    and not path.resolve().is_relative_to(resolved_root)
-                ):
-                    link = path.relative_to(cwd).as_posix() if path.is_relative_to(cwd) else str(path)
-                    reason = (
-                        f"symlink to {path.resolve()}, outside {root} — pass --follow-symlinks to index it"
-                    )
-                    skipped.append((link, reason))
-                    continue
-                if stat.S_ISDIR(status.st_mode):
-                    key = (status.st_dev, status.st_ino)
-                    if key in visited_dirs:
-                        skipped.append((_source_label(path, cwd), "symlink loop (directory already scanned)"))
-                        continue
-                    visited_dirs.add(key)
-                    pending.append(path)
-                else:
-                    take_file(path, status, explicit=False)
-
+    discovery = _Discovery(cwd, follow_symlinks)
+    found, skipped = discovery.found, discovery.skipped
     for given in paths:
         path = Path(os.path.abspath(cwd / given))
         if not os.path.lexists(path):
@@ -237,10 +256,10 @@ def discover(
             continue
         if stat.S_ISDIR(status.st_mode):
             start = len(found)
-            walk(path, status)
+            discovery.walk(path, status)
             found[start:] = sorted(found[start:], key=lambda pair: pair[1])
         else:
-            take_file(path, status, explicit=True)
+            discovery.take_file(path, status, explicit=True)
     return found, skipped
 
 

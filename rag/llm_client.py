@@ -27,7 +27,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import PromptError, ServerError
@@ -199,16 +199,13 @@ class ServerChatModel:
                         detail = _one_line(chunk["error"])
                         raise ServerError(f"The model server at {self.base_url} failed mid-answer: {detail}")
                     usage = chunk.get("usage") or usage
-                    for choice in chunk.get("choices", [])[:1]:
-                        text = held.feed((choice.get("delta") or {}).get("content") or "")
-                        if choice.get("finish_reason"):
-                            finish_reason = choice["finish_reason"]
-                            text += held.flush()
-                        if text:
-                            if first_token_ms is None:
-                                first_token_ms = (time.perf_counter() - started) * 1000
-                            pieces.append(text)
-                            yield text
+                    text, finished = _choice_text(chunk, held)
+                    finish_reason = finished or finish_reason
+                    if text:
+                        if first_token_ms is None:
+                            first_token_ms = (time.perf_counter() - started) * 1000
+                        pieces.append(text)
+                        yield text
                     if held.stopped:
                         finish_reason = "stop"
                         break
@@ -374,6 +371,20 @@ def _sse_data(lines: Iterator[str]) -> Iterator[str]:
     for line in lines:
         if line.startswith("data:"):
             yield line[5:].strip()
+
+
+def _choice_text(chunk: Mapping[str, Any], held: StopScanner) -> tuple[str, str | None]:
+    """The text an event's first choice adds, and its finish reason if it ends the answer.
+
+    Text that may start a stop sequence is held back until it cannot, or the answer ends.
+    """
+    for choice in chunk.get("choices", [])[:1]:
+        text = held.feed((choice.get("delta") or {}).get("content") or "")
+        finished = choice.get("finish_reason") or None
+        if finished:
+            text += held.flush()
+        return text, finished
+    return "", None
 
 
 def _event_json(event: str, url: str) -> dict[str, Any]:

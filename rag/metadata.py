@@ -5,12 +5,16 @@ Korybko – 20. Februar 2026") or a date line near the top, a credit line ("Jose
 Fischer für Novastan") and self-references to the outlets in `rag.cleaning.OUTLETS`.
 `parse_date` reads German and ISO dates. Formats that state metadata themselves
 (HTML, PDF, collection columns) use this only for what they leave open.
+`metadata_fingerprint()` is part of the index fingerprint: the authors and outlets
+found here are stored with every chunk, so other patterns make the index stale.
 Left out: dates in the running text (events, photo captions), which are ignored on purpose.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
 from typing import Any
 
@@ -84,3 +88,27 @@ def extract_metadata(text: str) -> dict[str, Any]:
         credit = _CREDIT_LINE.search(text)
         author = credit["author"] if credit else None
     return {"author": author, "date": date, "outlet": outlet_of(text)}
+
+
+def metadata_fingerprint() -> str:
+    """A hash of everything here that decides an article's author, date and outlet.
+
+    They are stored with every chunk and retrieval filters on them, so editing a
+    pattern or the outlet table must make the index stale; otherwise unchanged files
+    keep the old values. Every module-level compiled pattern counts, so a new one
+    needs no bookkeeping here; `OUTLETS` is read afresh because `outlet_of` uses it.
+    """
+    patterns = [
+        f"{name}|{pattern.flags}|{pattern.pattern}"
+        for name, value in sorted(globals().items())
+        for pattern in (value if isinstance(value, tuple) else (value,))
+        if isinstance(pattern, re.Pattern)
+    ]
+    outlets = [f"{name}|{pattern.flags}|{pattern.pattern}" for name, pattern in OUTLETS.items()]
+    described = {
+        "patterns": patterns,
+        "outlets": outlets,
+        "months": _MONTHS,
+        "head_lines": METADATA_HEAD_LINES,
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]

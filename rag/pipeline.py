@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
+from rag.language import Language
 from rag.settings import Settings
 from rag.types import IndexReport, Passage, SearchFilters
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from rag.formats.collection import CollectionOptions
     from rag.generate import ChatModel
     from rag.index import IndexReader
-    from rag.language import Language
     from rag.retrieve import Retriever
 
 
@@ -45,10 +45,11 @@ class Pipeline:
         self._embedder = embedder
         self._multilingual = multilingual
         self._llm = llm
-        # An injected model (tests) answers in every language and also does the short
-        # calls unless a second one is given.
-        self._llm_injected = llm is not None
-        self._other_language_llms: dict[Language, ChatModel] = {}
+        # A given model answers in every language (there is no loading another context
+        # of it) and also does the short calls unless a second one is given.
+        self._other_language_llms: dict[Language, ChatModel] = (
+            {language: llm for language in get_args(Language) if language != "de"} if llm is not None else {}
+        )
         self._aux_llm = aux_llm or llm
         self._reader: IndexReader | None = None
         self._retriever: Retriever | None = None
@@ -56,7 +57,7 @@ class Pipeline:
     def sharing_models(self, settings: Settings) -> Pipeline:
         """A pipeline for other settings (e.g. another index) on this one's encoders and loaded models."""
         other = Pipeline(settings, embedder=self.embedder, multilingual=self.multilingual, cwd=self.cwd)
-        other._llm, other._aux_llm, other._llm_injected = self._llm, self._aux_llm, self._llm_injected
+        other._llm, other._aux_llm = self._llm, self._aux_llm
         other._other_language_llms = self._other_language_llms
         return other
 
@@ -172,7 +173,7 @@ class Pipeline:
         same mmap-shared weights, loaded on first use (~1 s, ~0.3 GB). A model server
         keeps its own cache, so every language shares its connection.
         """
-        if language == "de" or self._llm_injected or self.settings.llm_url:
+        if language == "de" or self.settings.llm_url:
             return self.llm
         if language not in self._other_language_llms:
             self._other_language_llms[language] = self._load_llm(self.settings.n_ctx)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from rag.errors import PromptError
 
-ROLES = ("system", "user", "assistant")
 _FILE_PATTERN = re.compile(r"^(?P<name>[a-z0-9_-]+)\.v(?P<version>\d+)\.txt$")
 _REFERENCE_PATTERN = re.compile(r"^(?P<name>[a-z0-9_-]+)(?:@v?(?P<version>\d+))?$")
 _HEADING_PATTERN = re.compile(r"^###[ \t]+(system|user|assistant)[ \t]*$")

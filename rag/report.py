@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.evaluate import METRIC_KEYS, SUMMARY_FILE, MetricDelta
+from rag.metrics import METRIC_KEYS, SUMMARY_FILE, MetricDelta
 
 REPORT_FILE = "report.md"
 PLOT_FILE = "metrics.png"

@@ -186,6 +186,7 @@ class Settings(BaseSettings):
         from rag.chunk import CHUNKER_VERSION
         from rag.cleaning import rules_fingerprint
         from rag.formats import extractor_fingerprint
+        from rag.metadata import metadata_fingerprint
 
         shaping: dict[str, Any] = {name: getattr(self, name) for name in INDEX_SHAPING_FIELDS}
         shaping["embedding_model_hash"] = embedding_model_hash
@@ -193,5 +194,6 @@ class Settings(BaseSettings):
         shaping["chunker_version"] = CHUNKER_VERSION
         shaping["cleaning_rules"] = rules_fingerprint()
         shaping["extractors"] = extractor_fingerprint()  # the canonical text of HTML and PDF
+        shaping["metadata"] = metadata_fingerprint()  # stored authors and outlets (OUTLETS too)
         blob = json.dumps(shaping, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -2,13 +2,15 @@
 
 Each stage (ingest, chunk, index, retrieve, generate, cite, evaluate) passes these
 frozen dataclasses to the next. They hold data only: no I/O, no heavy imports.
+`Passage.to_json` is the one JSON shape of a passage, so every output that shows one
+(`rag search --json`, `rag ask --json`, eval run files) shows the same keys.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 SectionKind = Literal["body", "comments", "boilerplate"]
 
@@ -102,6 +104,25 @@ class Passage:
     author: str | None = None
     chunk_ids: tuple[str, ...] = ()
     page: int | None = None  # 1-based page of a PDF (merged chunks share it)
+
+    def to_json(self, n: int) -> dict[str, Any]:
+        """The passage in JSON output, as number `n` (1-based, what citations' `[n]` point to).
+
+        One shape for every output that lists passages. Field names are fixed; fields may be added.
+        """
+        return {
+            "n": n,
+            "source": self.source,
+            "title": self.title,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "score": round(self.score, 6),
+            "section": self.section,
+            "outlet": self.outlet,
+            "date": self.date,
+            "page": self.page,
+        }
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,37 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEEDS_DIR = REPO_ROOT / "seeds"
 
+# `rag index` that stalls where a crash hurts most: its vectors stored, nothing published
+# yet. It touches the marker file there, so a test knows when to kill it. Settings come
+# from the environment, as for `rag index`. Run as: python -c PAUSED_WRITER MARKER
+# rebuild|update PATH...
+PAUSED_WRITER = """
+import sys
+import time
+from pathlib import Path
+
+from rag.embed import load_embedder
+from rag.index import update_index
+from rag.settings import Settings
+
+marker, mode, *paths = sys.argv[1:]
+settings = Settings()
+
+
+def pause() -> None:
+    Path(marker).touch()
+    time.sleep(60)
+
+
+update_index(
+    settings,
+    [Path(path) for path in paths],
+    lambda: load_embedder(settings.embedding_model),
+    rebuild=mode == "rebuild",
+    before_publish=pause,
+)
+"""
+
 # Tests must not depend on the developer's shell: only the model cache location is kept.
 for _name in [name for name in os.environ if name.startswith("RAG_") and name != "RAG_MODEL_DIR"]:
     del os.environ[_name]

@@ -67,6 +67,7 @@ def test_a_phrasing_that_holds_is_the_answer_and_its_quote_is_the_source_sentenc
     data = result.to_json()
     assert set(data) >= {"question", "answer", "refused", "confidence", "citations", "evidence", "passages"}
     assert set(data["citations"][0]) >= {"n", "source", "title", "start", "end", "quote"}
+    assert data["passages"] == [p.to_json(n) for n, p in enumerate(result.passages, 1)]  # as `rag search`
     assert 0 < data["confidence"] <= 1 and data["refusal_probability"] == pytest.approx(0.1)
 
 

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import PAUSED_WRITER
 
-from rag.index import CURRENT_LINK, PAUSE_ENV
+from rag.index import CURRENT_LINK
 from rag.models import pull
 from rag.settings import Settings
 
@@ -342,9 +343,9 @@ def test_search_reads_the_published_index_while_a_write_is_under_way(seed_index:
     env = {"RAG_INDEX_DIR": str(seed_index.settings.index_dir)}
     marker = seed_index.cwd / "paused-mid-write"
     writer = subprocess.Popen(
-        [RAG, "index", "--rebuild", "seeds"],
+        [sys.executable, "-c", PAUSED_WRITER, str(marker), "rebuild", "seeds"],
         cwd=seed_index.cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), PAUSE_ENV: str(marker), **env},
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -60,7 +60,9 @@ def test_index_search_docs_on_real_seeds(seed_index) -> None:  # type: ignore[no
     )
     passages = json.loads(found.stdout)["passages"]
     assert "1992" in passages[0]["text"]
-    assert {"n", "source", "title", "start", "end", "text", "score"} <= passages[0].keys()
+    assert {"n", "source", "title", "start", "end", "text", "score", "section", "outlet", "date", "page"} <= (
+        passages[0].keys()
+    )
 
     table = _run("search", "Tokajew Trump", cwd=seed_index.cwd, **env)
     assert table.returncode == 0 and "seeds/" in table.stdout

@@ -27,9 +27,7 @@ def chat(question: str) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def tiny() -> LocalLLM:
     """The tiny model from the real model cache (pulled once, then a no-op)."""
-    settings = Settings(model=TINY, n_ctx=1024, n_threads=2, seed=0)
-    pull(TINY, settings.model_dir)
-    return LocalLLM.from_settings(settings)
+    return LocalLLM.load(pull(TINY, Settings().model_dir), n_ctx=1024, n_threads=2, seed=0)
 
 
 def test_model_without_template_falls_back_to_chatml(tiny: LocalLLM) -> None:
@@ -159,8 +157,8 @@ def test_truncated_known_model_is_refused_before_llama_cpp(tiny: LocalLLM, tmp_p
 @pytest.mark.slow
 def test_default_model_answers_a_trivial_question() -> None:
     settings = Settings(model=DEFAULT_LLM, n_ctx=2048, seed=0)
-    pull(DEFAULT_LLM, settings.model_dir)
-    llm = LocalLLM.from_settings(settings)
+    path = pull(DEFAULT_LLM, settings.model_dir)
+    llm = LocalLLM.load(path, settings.n_ctx, settings.n_threads, settings.seed)
     assert llm.chat_format_name == GGUF_CHAT_FORMAT
     messages = [
         {"role": "system", "content": "Antworte mit einem einzigen Wort."},

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import PAUSED_WRITER
 
 from rag.embed import Embedder
 from rag.errors import IndexLockedError, IndexMissingError, InputError, StaleIndexError
@@ -20,7 +21,6 @@ from rag.index import (
     FORMAT_VERSION,
     LOCK_FILE,
     MANIFEST_FILE,
-    PAUSE_ENV,
     SEARCHABLE_SECTIONS,
     VERSIONS_DIR,
     IndexReader,
@@ -349,24 +349,14 @@ def test_lock_held_by_another_process_stops_writers_not_readers(seed_index: Seed
     assert seed_index.update(no_model).chunks_embedded == 0  # released when the holder died
 
 
-REBUILD_SCRIPT = """
-import sys
-from pathlib import Path
-from rag.embed import load_embedder
-from rag.index import update_index
-from rag.settings import Settings
-cwd = Path(sys.argv[1])
-update_index(Settings(index_dir=cwd / "index"), [Path(sys.argv[2])], load_embedder, cwd=cwd, rebuild=True)
-"""
-
-
 def test_kill_during_rebuild_leaves_the_previous_index(seed_index: SeedIndex, reader: IndexReader) -> None:
     marker = seed_index.cwd / "paused-mid-write"
     versions = seed_index.settings.index_dir / VERSIONS_DIR
     before_versions = set(os.listdir(versions))
     rebuild = subprocess.Popen(
-        [sys.executable, "-c", REBUILD_SCRIPT, str(seed_index.cwd), smallest_seed(seed_index)],
-        env={**SUBPROCESS_ENV, PAUSE_ENV: str(marker)},
+        [sys.executable, "-c", PAUSED_WRITER, str(marker), "rebuild", smallest_seed(seed_index)],
+        cwd=seed_index.cwd,
+        env={**SUBPROCESS_ENV, "RAG_INDEX_DIR": str(seed_index.settings.index_dir)},
         stderr=subprocess.PIPE,
         text=True,
     )

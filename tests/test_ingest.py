@@ -286,7 +286,6 @@ def test_parse_date_formats() -> None:
 def kind_at(document: Document, phrase: str) -> str:
     """The section kind of the first occurrence of `phrase`."""
     offset = document.text.index(phrase)
-    assert offset >= 0
     section = next(s for s in document.sections if s.start <= offset < s.end)
     assert offset + len(phrase) <= section.end, f"{phrase!r} straddles a section boundary"
     return section.kind

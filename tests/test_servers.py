@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import PAUSED_WRITER
 
 from rag.errors import ServerError, StaleIndexError
 from rag.index import open_index, update_index
@@ -327,9 +328,9 @@ def test_a_killed_writer_leaves_the_published_version_and_its_lock_is_taken_over
     published = open_index(settings).manifest
     marker = tmp_path / "paused"
     writer = subprocess.Popen(
-        [str(BIN / "rag"), "index", "seeds", "more"],
+        [sys.executable, "-c", PAUSED_WRITER, str(marker), "update", "seeds", "more"],
         cwd=tmp_path,
-        env=_env(RAG_TEST_PAUSE_MID_WRITE=str(marker), RAG_CHROMA_URL=chroma.url, RAG_CHROMA_PREFIX="killed"),
+        env=_env(RAG_CHROMA_URL=chroma.url, RAG_CHROMA_PREFIX="killed"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

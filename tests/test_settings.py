@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+import rag.metadata
+from rag.cleaning import OUTLETS
 from rag.settings import Settings
 
 
@@ -34,3 +37,21 @@ def test_fingerprint_changes_with_index_shaping_settings_only() -> None:
     assert base.with_overrides(chunk_tokens=96).index_fingerprint("weights", "multilingual") != same
     assert base.index_fingerprint("other-weights", "multilingual") != same
     assert base.index_fingerprint("weights", "other-multilingual") != same
+
+
+def test_fingerprint_changes_with_the_outlet_table_and_metadata_patterns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outlets and authors are stored with every chunk: editing what finds them makes the index stale."""
+    base = Settings()
+    same = base.index_fingerprint("weights", "multilingual")
+    with monkeypatch.context() as patch:
+        patch.setitem(OUTLETS, "Neue Zeitung", re.compile(r"\bNeue Zeitung\b"))
+        assert base.index_fingerprint("weights", "multilingual") != same
+    with monkeypatch.context() as patch:
+        patch.setitem(OUTLETS, "Novastan", re.compile(r"\bNovastan\b|novastan\.org"))
+        assert base.index_fingerprint("weights", "multilingual") != same
+    with monkeypatch.context() as patch:
+        patch.setattr(rag.metadata, "_BYLINE", re.compile(r"^Von (?P<author>\w+)$", re.MULTILINE))
+        assert base.index_fingerprint("weights", "multilingual") != same
+    assert base.index_fingerprint("weights", "multilingual") == same
