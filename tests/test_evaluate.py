@@ -468,7 +468,7 @@ def test_every_quote_of_a_full_run_is_an_exact_slice_of_its_source(
     """The whole question set through `ask` (a scripted model): no quote is ever generated."""
     from conftest import ScriptedLLM
 
-    from rag.ingest import decode_file
+    from rag.ingest import read_source
 
     llm = ScriptedLLM(refusal_probability=0.2)
     pipeline = Pipeline(seeds_settings, llm=llm, cwd=ROOT)  # type: ignore[arg-type]
@@ -477,8 +477,8 @@ def test_every_quote_of_a_full_run_is_an_exact_slice_of_its_source(
     assert len(answered) > len(run.results) / 2
     for record in answered:
         assert record["quotes_exact"] is True and record["scores"]["quote_exact"] is True
-        for citation in record["citations"]:
-            text = decode_file(ROOT / citation["source"], 10**8)
+        for citation in record["citations"]:  # the canonical text: a saved page's extracted text
+            text = read_source(citation["source"], ROOT, 10**8).text
             assert text[citation["start"] : citation["end"]] == citation["quote"]
     assert run.summary["overall"]["quote_exact"] == 1.0
     assert run.summary["overall"]["evidence_precision@1"] is not None
