@@ -250,7 +250,7 @@ def ask(
     started = time.perf_counter()
     question = check_query(question)
     language = question_language(question)
-    loading_llm = pipeline.answer_llm_soon(language)  # loads while the question is retrieved
+    llm = pipeline.answer_llm(language)
     llm_ms = 0.0
 
     # 1. query
@@ -292,7 +292,6 @@ def ask(
     retrieve_ms = (time.perf_counter() - retrieve_started) * 1000
 
     # 5. answer
-    llm = loading_llm.result()
     messages = phrase_messages(question, contexts, language, previous) if windows else []
     p_refuse = refusal_probability(llm, messages, language) if windows else None
     # Two signs that the answer is absent: the model's odds of refusing, and the share of the

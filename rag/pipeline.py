@@ -9,9 +9,7 @@ choosing which stage to call.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -55,7 +53,6 @@ class Pipeline:
         self._aux_llm = aux_llm or llm
         self._reader: IndexReader | None = None
         self._retriever: Retriever | None = None
-        self._loading_llm = threading.RLock()  # one load at a time, also from a background thread
 
     def sharing_models(self, settings: Settings) -> Pipeline:
         """A pipeline for other settings (e.g. another index) on this one's encoders and loaded models."""
@@ -163,10 +160,9 @@ class Pipeline:
     @property
     def llm(self) -> ChatModel:
         """The model context that writes German answers; its fixed prompt prefix stays in the KV cache."""
-        with self._loading_llm:
-            if self._llm is None:
-                self._llm = self._load_llm(self.settings.n_ctx)
-            return self._llm
+        if self._llm is None:
+            self._llm = self._load_llm(self.settings.n_ctx)
+        return self._llm
 
     def answer_llm(self, language: Language) -> ChatModel:
         """The model context that writes answers in `language`.
@@ -179,28 +175,9 @@ class Pipeline:
         """
         if language == "de" or self.settings.llm_url:
             return self.llm
-        with self._loading_llm:
-            if language not in self._other_language_llms:
-                self._other_language_llms[language] = self._load_llm(self.settings.n_ctx)
-            return self._other_language_llms[language]
-
-    def answer_llm_soon(self, language: Language) -> Future[ChatModel]:
-        """`answer_llm(language)`, loading in a background thread while retrieval runs.
-
-        Loading the weights is mostly llama.cpp's C code, which releases the GIL, so a
-        cold `rag ask` overlaps it with importing torch and opening the encoders and the
-        index. A failure to load is raised by `result()`.
-        """
-        loading: Future[ChatModel] = Future()
-
-        def load() -> None:
-            try:
-                loading.set_result(self.answer_llm(language))
-            except BaseException as error:  # handed to the caller of result(), who reports it
-                loading.set_exception(error)
-
-        threading.Thread(target=load, name="load-answer-model", daemon=True).start()
-        return loading
+        if language not in self._other_language_llms:
+            self._other_language_llms[language] = self._load_llm(self.settings.n_ctx)
+        return self._other_language_llms[language]
 
     @property
     def aux_llm(self) -> ChatModel:
@@ -211,10 +188,9 @@ class Pipeline:
         llama.cpp state costs 1-2 s, so a separate context is the cheaper way. A model
         server gets the same connection as the answers.
         """
-        with self._loading_llm:
-            if self._aux_llm is None:
-                self._aux_llm = self.llm if self.settings.llm_url else self._load_llm(AUX_CONTEXT_TOKENS)
-            return self._aux_llm
+        if self._aux_llm is None:
+            self._aux_llm = self.llm if self.settings.llm_url else self._load_llm(AUX_CONTEXT_TOKENS)
+        return self._aux_llm
 
     @property
     def llm_loaded(self) -> bool:
