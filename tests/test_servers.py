@@ -142,7 +142,8 @@ def small_model() -> Path:
 
 @pytest.fixture(scope="module")
 def llm_server(tmp_path_factory: pytest.TempPathFactory, small_model: Path) -> Iterator[Server]:
-    server = start_llama_server(tmp_path_factory.mktemp("llm"), small_model, "--logits_all", "false")
+    # Answering reads the refusal odds, which llama_cpp.server returns only with logits_all.
+    server = start_llama_server(tmp_path_factory.mktemp("llm"), small_model, "--logits_all", "true")
     yield server
     server.stop()
 
@@ -444,7 +445,7 @@ def test_search_ask_and_eval_through_both_servers(
 def test_a_model_server_killed_mid_answer_is_one_line(
     seed_index_template: Any, small_model: Path, tmp_path: Path
 ) -> None:
-    server = start_llama_server(tmp_path, small_model, "--logits_all", "false")
+    server = start_llama_server(tmp_path, small_model, "--logits_all", "true")
     try:
         asking = subprocess.Popen(
             [str(BIN / "rag"), "ask", "--json", "--llm-url", server.url, QUESTION],
@@ -485,15 +486,15 @@ def test_next_token_logprobs_in_process_and_through_the_server(
     assert local.complete_chat(messages, max_tokens=4).startswith(next(iter(top)))  # greedy takes the best
     assert 0 < sum(2.718281828**value for value in top.values()) <= 1.0 + 1e-6
 
-    with pytest.raises(ServerError, match="--logits_all true"):
-        ServerChatModel.connect(Settings(llm_url=llm_server.url)).next_token_logprobs(messages, 5)
-    with_logits = start_llama_server(tmp_path, small_model, "--logits_all", "true", "--n_ctx", "512")
+    served = ServerChatModel.connect(Settings(llm_url=llm_server.url)).next_token_logprobs(messages, 5)
+    without_logits = start_llama_server(tmp_path, small_model, "--logits_all", "false", "--n_ctx", "512")
     try:
-        served = ServerChatModel.connect(Settings(llm_url=with_logits.url, n_ctx=512)).next_token_logprobs(
-            messages, 5
-        )
+        with pytest.raises(ServerError, match="--logits_all true"):
+            ServerChatModel.connect(Settings(llm_url=without_logits.url, n_ctx=512)).next_token_logprobs(
+                messages, 5
+            )
     finally:
-        with_logits.stop()
+        without_logits.stop()
     assert next(iter(served)) == next(iter(top))
     shared = set(served) & set(top)
     assert len(shared) >= 3 and all(abs(served[t] - top[t]) < 0.15 for t in shared)  # other batching
