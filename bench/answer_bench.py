@@ -46,8 +46,8 @@ from benchlib import (
 )
 from index_bench import build
 
-from rag.answer import Answer, ask
-from rag.pipeline import Pipeline
+from rag.answering.answer import Answer, ask
+from rag.answering.pipeline import Pipeline
 from rag.settings import Settings
 
 # (languages, answerable, types, how many) in the order they are asked; languages alternate

@@ -1,6 +1,6 @@
 """Extraction benchmark: reading saved web pages and PDFs into documents, against plain text.
 
-For each format it times `rag.ingest.read_document` (what `rag index` does per file
+For each format it times `rag.ingest.read.read_document` (what `rag index` does per file
 before chunking: read, extract, metadata, section labels) on the real files, and side
 by side, interleaved in rotating order, the same on a `.txt` file holding exactly the
 extracted canonical text. So the ratio is the price of the format over text. HTML:
@@ -22,7 +22,7 @@ from typing import Any
 
 from benchlib import REPO, machine_info, print_json, read_gnad, summarize, write_result
 
-from rag.ingest import BYTES_PER_MB, read_document
+from rag.ingest.read import BYTES_PER_MB, read_document
 
 HTML_NEWS = REPO.parent / "shared" / "corpora" / "html-news"
 DEBIAN_PDFS = (

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rag.pipeline import Pipeline
+from rag.answering.pipeline import Pipeline
 from rag.settings import Settings
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "germanquad"

@@ -39,7 +39,7 @@ from benchlib import (
     write_result,
 )
 
-from rag.pipeline import Pipeline
+from rag.answering.pipeline import Pipeline
 from rag.settings import Settings
 
 STAGES = ("reading", "chunking", "embedding", "embedding (multilingual)")

@@ -44,12 +44,12 @@ from benchlib import (
 )
 from index_bench import build
 
-from rag.embed import Embedder, load_embedder, load_multilingual_encoder
-from rag.index import open_index
-from rag.pipeline import Pipeline
-from rag.retrieve import chunk_allowed
+from rag.answering.pipeline import Pipeline
+from rag.index.embed import Embedder, load_embedder, load_multilingual_encoder
+from rag.index.store import where_clause
+from rag.index.update import open_index
+from rag.retrieval.retrieve import chunk_allowed
 from rag.settings import Settings
-from rag.store import where_clause
 from rag.types import Passage, SearchFilters
 
 QUERY_WORDS = 12

@@ -47,11 +47,11 @@ from benchlib import (
 )
 from search_bench import gnad_queries, indexed_rows
 
-from rag.answer import ask
-from rag.embed import Embedder, load_embedder, load_multilingual_encoder
-from rag.generate import FALLBACK_CHAT_FORMAT, LocalLLM
-from rag.models import resolve_model
-from rag.pipeline import Pipeline
+from rag.answering.answer import ask
+from rag.answering.generate import FALLBACK_CHAT_FORMAT, LocalLLM
+from rag.answering.models import resolve_model
+from rag.answering.pipeline import Pipeline
+from rag.index.embed import Embedder, load_embedder, load_multilingual_encoder
 from rag.settings import Settings
 
 SEARCH_QUERIES = 200

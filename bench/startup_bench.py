@@ -1,14 +1,14 @@
 """Start-up benchmark: wall time of `rag --help` against two baselines, and what importing the CLI loads.
 
 Runs, as subprocesses with the venv's interpreter, in a rotating order per repeat:
-`rag --help`, `python -c "import rag.cli"` and `python -c pass` (the floor any
+`rag --help`, `python -c "import rag.ui.cli"` and `python -c pass` (the floor any
 Python tool pays). The difference between the first two is click rendering the
 help; between the last two, the import of the CLI. `rag ask ""` fails at once
 (an empty question), so it times the start-up of a command that loads llama.cpp:
-supervised (the default: it forks and waits, see rag/supervise.py) against the same
-command run directly through `rag.cli.cli` without the supervising `main`. It also records (never
+supervised (the default: it forks and waits, see rag/ui/supervise.py) against the same
+command run directly through `rag.ui.cli.cli` without the supervising `main`. It also records (never
 asserts) whether heavy modules (torch, chromadb, llama_cpp, ...) are in
-sys.modules after `import rag.cli`, and the slowest imports by `-X importtime`.
+sys.modules after `import rag.ui.cli`, and the slowest imports by `-X importtime`.
 Writes bench/results/startup.json.
 """
 
@@ -44,7 +44,7 @@ SLOWEST_IMPORTS = 12
 # What the supervised child runs, without the fork: the CLI group itself.
 DIRECT_ASK = """
 import sys
-from rag.cli import cli
+from rag.ui.cli import cli
 from rag.errors import RagError
 try:
     cli.main(["ask", ""], prog_name="rag", standalone_mode=False)
@@ -57,7 +57,7 @@ def commands() -> dict[str, tuple[list[str], dict[str, str]]]:
     python, rag = sys.executable, str(venv_bin("rag"))
     return {
         "rag --help": ([rag, "--help"], {}),
-        "python -c 'import rag.cli'": ([python, "-c", "import rag.cli"], {}),
+        "python -c 'import rag.ui.cli'": ([python, "-c", "import rag.ui.cli"], {}),
         "python -c pass": ([python, "-c", "pass"], {}),
         "rag ask '' (supervised)": ([rag, "ask", ""], {}),
         "rag ask '' (direct)": ([python, "-c", DIRECT_ASK], {}),
@@ -71,9 +71,9 @@ def run_quietly(command: list[str], env: dict[str, str] | None = None) -> subpro
 
 
 def modules_after_cli_import() -> dict[str, bool]:
-    """Which heavy modules a fresh `import rag.cli` has loaded."""
+    """Which heavy modules a fresh `import rag.ui.cli` has loaded."""
     probe = (
-        "import json, sys; import rag.cli; "
+        "import json, sys; import rag.ui.cli; "
         f"print(json.dumps({{name: name in sys.modules for name in {list(HEAVY_MODULES)!r}}}))"
     )
     finished = run_quietly([sys.executable, "-c", probe])
@@ -82,8 +82,8 @@ def modules_after_cli_import() -> dict[str, bool]:
 
 
 def slowest_imports() -> list[dict[str, Any]]:
-    """Packages and rag modules by cumulative import time of `import rag.cli`, one run."""
-    finished = run_quietly([sys.executable, "-X", "importtime", "-c", "import rag.cli"])
+    """Packages and rag modules by cumulative import time of `import rag.ui.cli`, one run."""
+    finished = run_quietly([sys.executable, "-X", "importtime", "-c", "import rag.ui.cli"])
     rows = []
     for line in finished.stderr.splitlines():
         fields = line.removeprefix("import time:").split("|")
@@ -130,7 +130,7 @@ def main() -> None:
         {key: result[key] for key in ("wall_ms", "p50_over_bare_python_ms", "supervision_cost_p50_ms")}
     )
     loaded = [name for name, on in result["heavy_modules_after_import_rag_cli"].items() if on]
-    print("modules of the watch list loaded by `import rag.cli`:", loaded or "none")
+    print("modules of the watch list loaded by `import rag.ui.cli`:", loaded or "none")
     path = write_result("startup", result)
     print(f"wrote {Path(path).relative_to(REPO)}")
 

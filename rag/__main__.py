@@ -1,5 +1,5 @@
 """`python -m rag` runs the CLI."""
 
-from rag.cli import main
+from rag.ui.cli import main
 
 main()

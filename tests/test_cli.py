@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rag.cli import cli
+from rag.ui.cli import cli
 
 RAG = str(Path(sys.executable).with_name("rag"))
 
@@ -25,7 +25,7 @@ def _run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_help_is_fast_and_imports_nothing_heavy() -> None:
     code = (
-        "import sys, rag.cli; heavy = {'torch', 'chromadb', 'llama_cpp', 'sentence_transformers'}; "
+        "import sys, rag.ui.cli; heavy = {'torch', 'chromadb', 'llama_cpp', 'sentence_transformers'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -123,7 +123,7 @@ def test_stale_index_asks_for_rebuild(seed_index) -> None:  # type: ignore[no-un
 
 
 def test_batch_json_answers_every_line_and_reports_bad_ones(seed_index, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from rag.models import pull
+    from rag.answering.models import pull
     from rag.settings import Settings
 
     pull("gemma-3-270m-q4_k_m", Settings().model_dir)  # the tiny model: this tests plumbing, not quality

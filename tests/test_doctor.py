@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rag.doctor import parse_system_info
-from rag.index import CURRENT_LINK
-from rag.models import KNOWN_MODELS, pull
+from rag.answering.models import KNOWN_MODELS, pull
+from rag.index.update import CURRENT_LINK
 from rag.settings import Settings
+from rag.ui.doctor import parse_system_info
 
 if TYPE_CHECKING:
     from conftest import SeedIndex
@@ -196,8 +196,8 @@ def test_the_doctor_cli_prints_a_table_with_the_fixes(seed_index: SeedIndex, tmp
 def test_logged_crashes_are_a_warning_that_names_the_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rag.doctor import check_crash_log
-    from rag.supervise import crash_log_path
+    from rag.ui.doctor import check_crash_log
+    from rag.ui.supervise import crash_log_path
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert check_crash_log().status == "ok"

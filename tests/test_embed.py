@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from rag.embed import (
+from rag.errors import RagError
+from rag.index.embed import (
     MULTILINGUAL_WEIGHT_FILES,
     load_embedder,
     load_multilingual_encoder,
@@ -20,11 +21,10 @@ from rag.embed import (
     resolve_model_dir,
     weights_fingerprint,
 )
-from rag.errors import RagError
 from rag.settings import DEFAULT_EMBEDDING_MODEL
 
 if TYPE_CHECKING:
-    from rag.embed import Embedder
+    from rag.index.embed import Embedder
 
 
 def test_vectors_are_normalised_float32_rows_of_model_dimension(minilm: Embedder) -> None:

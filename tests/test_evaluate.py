@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from rag.answering.pipeline import Pipeline
 from rag.errors import EvalError
-from rag.evaluate import (
+from rag.evaluation.evaluate import (
     EvalRun,
     PairedTest,
     Question,
@@ -37,9 +38,8 @@ from rag.evaluate import (
     summarize_groups,
     without_absent_corpora,
 )
-from rag.metrics import METRIC_KEYS
-from rag.pipeline import Pipeline
-from rag.report import find_previous_summary
+from rag.evaluation.metrics import METRIC_KEYS
+from rag.evaluation.report import find_previous_summary
 from rag.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -313,7 +313,7 @@ def test_compare_lists_metric_changes_and_changed_outcomes(tmp_path: Path) -> No
 
 
 def test_compare_command_shows_the_paired_test(tmp_path: Path) -> None:
-    from rag.cli import cli
+    from rag.ui.cli import cli
 
     q1, q2 = question(id="q001"), question(id="q002")
     correct = "Seit 1992 unterhält Kasachstan Beziehungen zu Israel [1]."
@@ -445,7 +445,7 @@ def test_questions_of_an_absent_corpus_are_skipped_and_counted(tmp_path: Path) -
 
 
 def test_cli_eval_retrieval_only_fails_a_missed_floor(seeds_settings: Settings, tmp_path: Path) -> None:
-    from rag.cli import cli
+    from rag.ui.cli import cli
 
     run_dir = tmp_path / "run"
     args = ["--index-dir", str(seeds_settings.index_dir), "eval", "--retrieval-only", "--limit", "4"]
@@ -468,7 +468,7 @@ def test_every_quote_of_a_full_run_is_an_exact_slice_of_its_source(
     """The whole question set through `ask` (a scripted model): no quote is ever generated."""
     from conftest import ScriptedLLM
 
-    from rag.ingest import read_source
+    from rag.ingest.read import read_source
 
     llm = ScriptedLLM(refusal_probability=0.2)
     pipeline = Pipeline(seeds_settings, llm=llm, cwd=ROOT)  # type: ignore[arg-type]

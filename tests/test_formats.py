@@ -20,10 +20,10 @@ import pytest
 from fpdf import FPDF
 from pypdf import PdfWriter
 
-from rag.chunk import chunk_document
 from rag.errors import InputError
-from rag.formats.collection import CollectionOptions
-from rag.ingest import BYTES_PER_MB, read_document, read_documents, read_source
+from rag.ingest.chunk import chunk_document
+from rag.ingest.formats.collection import CollectionOptions
+from rag.ingest.read import BYTES_PER_MB, read_document, read_documents, read_source
 from rag.types import Document
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -11,9 +11,9 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
+from rag.answering.generate import FALLBACK_CHAT_FORMAT, GGUF_CHAT_FORMAT, LocalLLM
+from rag.answering.models import KNOWN_MODELS, pull
 from rag.errors import ModelError, PromptError
-from rag.generate import FALLBACK_CHAT_FORMAT, GGUF_CHAT_FORMAT, LocalLLM
-from rag.models import KNOWN_MODELS, pull
 from rag.settings import DEFAULT_LLM, Settings
 
 TINY = "gemma-3-270m-q4_k_m"

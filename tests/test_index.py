@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import PAUSED_WRITER
 
-from rag.embed import Embedder
 from rag.errors import IndexLockedError, IndexMissingError, InputError, StaleIndexError
-from rag.index import (
+from rag.index.embed import Embedder
+from rag.index.update import (
     CURRENT_LINK,
     FORMAT_VERSION,
     LOCK_FILE,
@@ -27,7 +27,7 @@ from rag.index import (
     open_index,
     update_index,
 )
-from rag.ingest import read_document, read_source
+from rag.ingest.read import read_document, read_source
 from rag.settings import Settings
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ NOOP_SCRIPT = """
 import json, sys, time
 from pathlib import Path
 started = time.perf_counter()
-from rag.index import update_index
+from rag.index.update import update_index
 from rag.settings import Settings
 cwd = Path(sys.argv[1])
 report = update_index(Settings(index_dir=cwd / "index"), [Path("seeds")], lambda: 1 / 0, cwd=cwd)
@@ -298,10 +298,10 @@ def test_other_chunk_settings_make_the_index_stale(
 def test_other_multilingual_weights_make_the_index_stale(
     seed_index: SeedIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rag.embed
+    import rag.index.embed
 
     open_index(seed_index.settings).close()
-    monkeypatch.setattr(rag.embed, "multilingual_fingerprint", lambda: "0" * 64)
+    monkeypatch.setattr(rag.index.embed, "multilingual_fingerprint", lambda: "0" * 64)
     with pytest.raises(StaleIndexError, match=r"multilingual encoder.*rag index --rebuild"):
         open_index(seed_index.settings)
 

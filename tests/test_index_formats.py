@@ -22,16 +22,16 @@ import pytest
 from fpdf import FPDF
 from pypdf import PdfWriter
 
-import rag.formats
+import rag.ingest.formats
 from rag.errors import StaleIndexError
-from rag.formats.collection import CollectionOptions
-from rag.index import open_index, published_manifest, update_index
-from rag.ingest import BYTES_PER_MB, read_source
+from rag.index.update import open_index, published_manifest, update_index
+from rag.ingest.formats.collection import CollectionOptions
+from rag.ingest.read import BYTES_PER_MB, read_source
+from rag.retrieval.show import show_span
 from rag.settings import Settings
-from rag.show import show_span
 
 if TYPE_CHECKING:
-    from rag.embed import Embedder
+    from rag.index.embed import Embedder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CORPORA = REPO_ROOT.parent / "shared" / "corpora"
@@ -183,7 +183,7 @@ def test_pages_pdf_and_jsonl_index_together_and_cite_pdf_pages(indexer: Indexer)
         assert (chunk.page is not None) == (chunk.source == "corpus/bericht.pdf")
     reader.close()
 
-    from rag.pipeline import Pipeline
+    from rag.answering.pipeline import Pipeline
 
     minilm, multilingual = indexer.encoders
     pipeline = Pipeline(indexer.settings, embedder=minilm, multilingual=multilingual, cwd=indexer.cwd)
@@ -195,7 +195,7 @@ def test_pages_pdf_and_jsonl_index_together_and_cite_pdf_pages(indexer: Indexer)
 
 
 def test_other_extractors_make_the_index_stale(seed_index, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(rag.formats, "EXTRACTOR_VERSION", rag.formats.EXTRACTOR_VERSION + 1)
+    monkeypatch.setattr(rag.ingest.formats, "EXTRACTOR_VERSION", rag.ingest.formats.EXTRACTOR_VERSION + 1)
     with pytest.raises(StaleIndexError, match=r"text extractors v\d+;.*, now v\d+;.*rag index --rebuild"):
         open_index(seed_index.settings)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.cleaning import RULES, Rule, label_sections, whole_line
 from rag.errors import InputError
-from rag.ingest import BYTES_PER_MB, decode_file, discover, normalize_whitespace, read_document
-from rag.metadata import extract_metadata, parse_date
+from rag.ingest.cleaning import RULES, Rule, label_sections, whole_line
+from rag.ingest.metadata import extract_metadata, parse_date
+from rag.ingest.read import BYTES_PER_MB, decode_file, discover, normalize_whitespace, read_document
 from rag.types import Document
 
 LIMIT = 50 * BYTES_PER_MB
@@ -348,10 +348,10 @@ def test_genre_label_kommentar_does_not_open_comments() -> None:
 
 
 def test_a_new_rule_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag.cleaning
+    import rag.ingest.cleaning
 
     text = "Artikeltext.\nJetzt Abo abschließen!\nMehr Artikeltext."
     assert [s.kind for s in label_sections(text)] == ["body"]
     extra = Rule("boilerplate", "line", whole_line(r"Jetzt Abo abschließen!"), "subscription teaser")
-    monkeypatch.setattr(rag.cleaning, "RULES", (*RULES, extra))
+    monkeypatch.setattr(rag.ingest.cleaning, "RULES", (*RULES, extra))
     assert [s.kind for s in label_sections(text)] == ["body", "boilerplate", "body"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.keyword import KeywordIndex, analyze, matching_spans, phonetic_key
+from rag.index.keyword import KeywordIndex, analyze, matching_spans, phonetic_key
 from rag.types import Chunk
 
 

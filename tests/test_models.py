@@ -11,9 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from rag import models
+from rag.answering import models
+from rag.answering.models import (
+    KNOWN_MODELS,
+    ModelSpec,
+    assemble,
+    list_models,
+    pull,
+    resolve_model,
+    verify,
+    verify_all,
+)
 from rag.errors import ModelError
-from rag.models import KNOWN_MODELS, ModelSpec, assemble, list_models, pull, resolve_model, verify, verify_all
 from rag.settings import DEFAULT_LLM, Settings
 
 TINY = "gemma-3-270m-q4_k_m"

@@ -33,11 +33,11 @@ def test_wheel_ships_prompts_and_schema_and_loads_them(tmp_path: Path) -> None:
         timeout=600,
     )
     code = (
-        "import rag, rag.prompts, rag.evaluate as e; "
+        "import rag, rag.answering.prompts, rag.evaluation.evaluate as e; "
         "print(rag.__file__); "
-        "print(rag.prompts.prompts_dir()); "
+        "print(rag.answering.prompts.prompts_dir()); "
         "names = ('phrase-de', 'phrase-en', 'translate'); "
-        "print(sorted(rag.prompts.load_prompt(n).label for n in names))"
+        "print(sorted(rag.answering.prompts.load_prompt(n).label for n in names))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from rag.generate import LocalLLM
-from rag.phrase import check_phrasing, evidence_block, phrase_messages, refusal_probability
-from rag.sentences import Candidate
+from rag.answering.generate import LocalLLM
+from rag.answering.phrase import check_phrasing, evidence_block, phrase_messages, refusal_probability
+from rag.answering.sentences import Candidate
 
 EVIDENCE = [
     Candidate(1, "a.txt", 0, 60, "Die Stadt Bernau eröffnete am 4. Mai 2023 ein neues Hallenbad.", 0),

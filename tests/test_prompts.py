@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from rag.answering.prompts import load_prompt, parse_prompt_file, prompts_dir
 from rag.errors import PromptError
-from rag.prompts import load_prompt, parse_prompt_file, prompts_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "prompts"
 

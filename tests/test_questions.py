@@ -4,8 +4,8 @@ Covers structure (JSON Schema, ids, follow-up links), exact evidence spans, grou
 facts in that evidence, the rules for multi-doc, comment, spelling-variant and language tags, and the
 coverage minimums. Seed evidence is checked against the seeds decoded here independently; questions
 with a `corpus` (saved web pages outside the repository) against the canonical text that
-`rag.ingest.read_source` extracts, and are skipped when the corpus is absent. It does not run the
-pipeline: answer quality is measured by `rag.evaluate`.
+`rag.ingest.read.read_source` extracts, and are skipped when the corpus is absent. It does not run the
+pipeline: answer quality is measured by `rag.evaluation.evaluate`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from rag.ingest import BYTES_PER_MB, read_source
+from rag.ingest.read import BYTES_PER_MB, read_source
 from rag.types import Document
 
 ROOT = Path(__file__).resolve().parents[1]

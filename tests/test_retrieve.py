@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag import retrieve
+from rag.answering.pipeline import Pipeline
 from rag.errors import InputError
-from rag.pipeline import Pipeline
-from rag.retrieve import (
+from rag.retrieval import retrieve
+from rag.retrieval.retrieve import (
     check_query,
     fuse_scores,
     merge_hits,
@@ -164,7 +164,7 @@ def test_a_named_outlet_lifts_its_articles(pipeline: Pipeline, monkeypatch: pyte
 
 
 def test_passage_spans_are_exact(pipeline: Pipeline, seed_index) -> None:  # type: ignore[no-untyped-def]
-    from rag.ingest import read_source
+    from rag.ingest.read import read_source
 
     for passage in pipeline.search("Tokajew Putin Moskau", k=5):
         original = read_source(passage.source, seed_index.cwd, max_bytes=10_000_000).text

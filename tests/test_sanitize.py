@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from rag.ingest import normalize_whitespace
-from rag.phrase import evidence_block
-from rag.sanitize import for_prompt, for_terminal, json_line
-from rag.sentences import Candidate
+from rag.answering.phrase import evidence_block
+from rag.answering.sentences import Candidate
+from rag.ingest.read import normalize_whitespace
+from rag.text.sanitize import for_prompt, for_terminal, json_line
 
 ESC = "\x1b"
 
@@ -79,7 +79,7 @@ def qwen() -> Any:
     """The default model's tokenizer only (`vocab_only`: no weights are read into memory)."""
     from llama_cpp import Llama
 
-    from rag.models import pull
+    from rag.answering.models import pull
     from rag.settings import Settings
 
     settings = Settings()

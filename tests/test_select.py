@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from rag.ingest import decode_file
-from rag.pipeline import Pipeline
-from rag.select import KeyTerms, answer_type, can_state, question_coverages, select_evidence
-from rag.sentences import candidate_sentences, widened
+from rag.answering.pipeline import Pipeline
+from rag.answering.select import KeyTerms, answer_type, can_state, question_coverages, select_evidence
+from rag.answering.sentences import candidate_sentences, widened
+from rag.ingest.read import decode_file
 from rag.types import Passage
 
 if TYPE_CHECKING:
     from conftest import SeedIndex
 
-    from rag.embed import Embedder
-    from rag.select import Selection
+    from rag.answering.select import Selection
+    from rag.index.embed import Embedder
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_rare_key_terms_weigh_more_than_the_subject_named_everywhere() -> None:
         "Tokajew sprach in Astana.",
         "Tokajew reiste nach Washington.",
     ]
-    from rag.keyword import analyze
+    from rag.index.keyword import analyze
 
     terms = [set(analyze(s)) for s in sentences]
     keys = KeyTerms.of("Wann wurde Tokajew geboren?", terms)

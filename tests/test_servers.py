@@ -26,10 +26,10 @@ import httpx
 import pytest
 from conftest import PAUSED_WRITER
 
+from rag.answering.llm_client import StopScanner, estimate_tokens
+from rag.answering.pipeline import Pipeline
 from rag.errors import ServerError, StaleIndexError
-from rag.index import open_index, update_index
-from rag.llm_client import StopScanner, estimate_tokens
-from rag.pipeline import Pipeline
+from rag.index.update import open_index, update_index
 from rag.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +135,7 @@ def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def small_model() -> Path:
-    from rag.models import pull
+    from rag.answering.models import pull
 
     return pull(SMALL_MODEL, Settings().model_dir)
 
@@ -388,7 +388,7 @@ def test_an_unreachable_or_wrong_model_server_is_one_line(seed_index_template: A
 def test_answers_through_the_server_equal_in_process_answers(
     seed_index_template: Any, llm_server: Server, small_model: Path, minilm: Any, multilingual: Any
 ) -> None:
-    from rag.answer import ask
+    from rag.answering.answer import ask
 
     settings = seed_index_template.settings.with_overrides(
         # refusal_threshold 2: a server scores only the opening token of the refusal, so the
@@ -472,8 +472,8 @@ def test_a_model_server_killed_mid_answer_is_one_line(
 def test_next_token_logprobs_in_process_and_through_the_server(
     small_model: Path, llm_server: Server, tmp_path: Path
 ) -> None:
-    from rag.generate import LocalLLM
-    from rag.llm_client import ServerChatModel
+    from rag.answering.generate import LocalLLM
+    from rag.answering.llm_client import ServerChatModel
 
     # With a system turn: llama_cpp.server's chatml adds an empty one where there is none.
     messages = [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import rag.metadata
-from rag.cleaning import OUTLETS
+import rag.ingest.metadata
+from rag.ingest.cleaning import OUTLETS
 from rag.settings import Settings
 
 
@@ -52,6 +52,6 @@ def test_fingerprint_changes_with_the_outlet_table_and_metadata_patterns(
         patch.setitem(OUTLETS, "Novastan", re.compile(r"\bNovastan\b|novastan\.org"))
         assert base.index_fingerprint("weights", "multilingual") != same
     with monkeypatch.context() as patch:
-        patch.setattr(rag.metadata, "_BYLINE", re.compile(r"^Von (?P<author>\w+)$", re.MULTILINE))
+        patch.setattr(rag.ingest.metadata, "_BYLINE", re.compile(r"^Von (?P<author>\w+)$", re.MULTILINE))
         assert base.index_fingerprint("weights", "multilingual") != same
     assert base.index_fingerprint("weights", "multilingual") == same

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embed import Embedder
 from rag.errors import IndexMissingError, InputError
-from rag.index import open_index
-from rag.store import ChromaStore, chunk_metadata, date_number, where_clause
+from rag.index.embed import Embedder
+from rag.index.store import ChromaStore, chunk_metadata, date_number, where_clause
+from rag.index.update import open_index
 from rag.types import Chunk, SearchFilters, SectionKind
 
 DIMENSION = 8

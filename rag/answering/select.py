@@ -1,0 +1,309 @@
+"""Evidence selection: rank the candidate sentences and pick the one (or two) that answer.
+
+Every signal that the tool has is scored per candidate, standardised over the
+question's candidates (z-scores, as retrieval fusion does) and added with weights:
+- key-term coverage (weight 1): the share of the question's key terms that the
+  sentence holds, each term weighted by its rarity among the candidates, so the
+  article's subject (named everywhere) counts little and the word that asks for the
+  fact ("geboren", "Anlass") counts most. The words that name an article are not key
+  terms (the caller passes the question without them). This is the strongest single
+  signal: 57 of 80 gold sentences first on `evals/`, against 38 for the first sentence
+  of the best passage;
+- dense similarity (weight `DENSE_WEIGHT`): the multilingual encoder's cosine of
+  question and sentence, which carries English questions to German sentences and
+  paraphrases to their source;
+- the passage's retrieval rank (weight `RANK_WEIGHT`): retrieval saw the whole passage.
+The model's probabilities are not a signal here: measured on `evals/`, its
+multiple-choice picks were position-biased (16 of 40 right) and its query likelihood
+added nothing over coverage (28 of 40 either way), at seconds per question.
+
+A question can ask what no sentence states. `answer_type` says what kind of fact a
+question wants (a quantity, a date, an article's author or date); a candidate that
+cannot state it is left out of the running, and when none can, the selection is
+empty: the answer is a refusal. A question in two parts ("…, und wie lange…?") gets a
+second sentence when the first leaves a large share of the key terms open and another
+article's sentence covers them (`complement`).
+
+`confidence` is the probability that the softmax of the scores gives the chosen
+sentence: a number for `--json` and the dim note when the best was not clearly ahead.
+`unmatched` is the share of the question's key-term weight that no candidate holds at
+all (for the rendering that matches best): words like "geboren" or "Hauptstadt" that
+appear nowhere in what was retrieved say the answer is probably not there either.
+Left out: model calls (the answer is phrased in `rag.answering.phrase`), and passages (see
+`rag.answering.sentences` for where candidates come from).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from rag.answering.sentences import Candidate
+from rag.index.keyword import analyze, stop_words
+
+if TYPE_CHECKING:
+    from rag.index.embed import Embedder
+
+# Weights of the standardised signals beside coverage (1.0). Chosen on `evals/` as the
+# values of the grid {0, 0.25, 0.5, 0.75, 1} with the highest selection precision,
+# the smaller one on ties (see evals/RESULTS.md).
+DENSE_WEIGHT = 0.5
+RANK_WEIGHT = 0.25
+# A sentence that can state the asked-for quantity or date must also hold this share of
+# the best coverage of any candidate: a number beside the point does not answer.
+MIN_TYPED_COVERAGE_SHARE = 0.5
+# A second sentence is added when the first leaves at least this share of the
+# key-term weight open and the second holds at least 40 % of what is open.
+MIN_OPEN_SHARE = 0.3
+MIN_COMPLEMENT = 0.4
+
+AnswerType = Literal["quantity", "day", "date", "byline", "any"]
+
+_WORD = re.compile(r"[^\W\d_][\w-]*", re.UNICODE)
+_NOT_KEY_TERMS = frozenset(
+    "wann wer wen wem wessen warum weshalb wieso wie wieviel wieviele wozu womit wovon wohin woher wo was "
+    "welche welcher welches welchen welchem why what which who whom whose when where how laut zudem "
+    "außerdem artikel quelle quellen text bericht autor autorin according article source sources report viel "
+    "viele vielen many much "
+    "und and".split()
+)
+_ASKS_QUANTITY = re.compile(
+    r"\b(wie ?viele?|wie hoch|wie groß|wie alt|wie lange|how (many|much|long|old|high|large))\b", re.I
+)
+_ASKS_DAY = re.compile(
+    r"\b((an|zu|seit) welche[mn]? (datum|tag)|welche[ms]? datum|(on|at|from|since) (which|what) (date|day)|"
+    r"(which|what) (date|day))\b",
+    re.I,
+)
+_ASKS_DATE = re.compile(
+    r"\b(wann|seit wann|bis wann|(an|zu|in|seit) welche[mn]? (jahr|monat|zeitpunkt)|welche[ms]? jahr|when|"
+    r"since when|(in|at) (which|what) (year|month)|(which|what) (year|month))\b",
+    re.I,
+)
+# Questions about an article itself: who wrote it, and when it appeared.
+_ASKS_BYLINE = re.compile(
+    r"\b(wer\b.*\b(geschrieben|verfasst|schrieb|verfasste)|autor(in)?\b|who\b.*\b(wrote|written|authored)|"
+    r"author|(wann|an welchem tag|when|(which|what) (day|date))\b.*\b(erschien|erschienen|veröffentlicht|"
+    r"published))",
+    re.I,
+)
+_NUMBER_WORDS = (
+    "zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|zwanzig|dreißig|hundert|"
+    "tausend|dutzend|halbe?|million(en)?|milliarde(n)?|one|two|three|four|five|six|seven|eight|nine|ten|"
+    "eleven|twelve|twenty|thirty|hundred|thousand|dozen|half|million|billion|zweitägig\\w*|dreitägig\\w*"
+)
+# A year answers "when", not "how many".
+_STATES_QUANTITY = re.compile(rf"\b(?!1[89]\d\d\b|20\d\d\b)\d|\b({_NUMBER_WORDS})\b", re.I)
+_MONTHS = (
+    "januar|jänner|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember|january|"
+    "february|march|may|june|july|october|december"
+)
+_STATES_DATE = re.compile(
+    rf"\b(1[89]\d\d|20\d\d|{_MONTHS}|montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|monday|"
+    r"tuesday|wednesday|thursday|friday|saturday|sunday|gestern|heute|vorgestern|morgen|yesterday|today|"
+    r"frühjahr|frühling|sommer|herbst|winter|spring|summer|autumn|fall|woche|wochen|monat|monaten|jahr|"
+    r"jahren|week|weeks|month|months|year|years|tag|tage|tagen|days?|zuvor|damals|bisher)\b",
+    re.I,
+)
+
+
+def answer_type(question: str) -> AnswerType:
+    """What kind of fact the question asks for: the article's byline, a date, a quantity, or anything."""
+    if _ASKS_BYLINE.search(question):
+        return "byline"
+    if _ASKS_DAY.search(question):
+        return "day"
+    if _ASKS_DATE.search(question):
+        return "date"
+    if _ASKS_QUANTITY.search(question):
+        return "quantity"
+    return "any"
+
+
+_WEEKDAYS = (
+    "montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|monday|tuesday|wednesday|thursday|friday|"
+    "saturday|sunday"
+)
+_STATES_DAY = re.compile(
+    rf"\b(\d{{1,2}}\.?\s*({_MONTHS})|({_MONTHS})\s+\d{{1,2}}\b|\d{{1,2}}\.\d{{1,2}}\.|{_WEEKDAYS}|gestern|heute|"
+    r"vorgestern|yesterday|today)",
+    re.I,
+)
+
+
+def can_state(answer: AnswerType, text: str, question: str = "") -> bool:
+    """Whether `text` can state the kind of fact asked for (a number for a quantity, a time for a date,
+    a day for "on which date").
+
+    Numbers that the question already holds do not count: "in January 2022" answers no
+    "how many … in January 2022?". A byline question is answered by the article's
+    heading lines, which `select_evidence` prefers.
+    """
+    for number in set(re.findall(r"\d+", question)):
+        text = re.sub(rf"(?<!\d){number}(?!\d)", " ", text)
+    if answer == "quantity":
+        return bool(_STATES_QUANTITY.search(text))
+    if answer == "date":
+        return bool(_STATES_DATE.search(text))
+    if answer == "day":
+        return bool(_STATES_DAY.search(text))
+    return True
+
+
+@dataclass(frozen=True)
+class KeyTerms:
+    """The question's key words (each as its index terms) with rarity weights over the candidates."""
+
+    words: tuple[frozenset[str], ...]
+    weights: tuple[float, ...]
+
+    @classmethod
+    def of(cls, question: str, sentence_terms: Sequence[set[str]]) -> KeyTerms:
+        stopped = stop_words()
+        folded = {w.casefold() for w in _WORD.findall(question) if len(w) > 1}
+        words = [terms for w in sorted(folded - stopped - _NOT_KEY_TERMS) if (terms := frozenset(analyze(w)))]
+        count = len(sentence_terms)
+        weights = [math.log(1 + count / (1 + sum(bool(t & s) for s in sentence_terms))) for t in words]
+        return cls(tuple(words), tuple(weights))
+
+    def coverage(self, held: set[str], among: Sequence[bool] | None = None) -> float:
+        """The weighted share of the key words that `held` holds (of those flagged in `among`)."""
+        flags = among or [True] * len(self.words)
+        total = sum(w for w, f in zip(self.weights, flags, strict=True) if f)
+        if not total:
+            return 1.0 if among is None else 0.0
+        found = sum(w for t, w, f in zip(self.words, self.weights, flags, strict=True) if f and t & held)
+        return found / total
+
+    def missing(self, held: set[str]) -> list[bool]:
+        """For each key word, whether `held` lacks it."""
+        return [not (t & held) for t in self.words]
+
+
+def question_coverages(question: str, sentence_terms: Sequence[set[str]]) -> list[float]:
+    """For each sentence (given by its index terms), the share of the question's key terms it holds."""
+    keys = KeyTerms.of(question, sentence_terms)
+    return [keys.coverage(held) for held in sentence_terms]
+
+
+def standardize(values: Sequence[float]) -> np.ndarray:
+    """z-scores (zero mean, unit spread); all zeros when the values do not vary."""
+    array = np.asarray(values, dtype=np.float64)
+    spread = float(array.std())
+    return (array - array.mean()) / spread if spread > 1e-9 else np.zeros_like(array)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A candidate with its signals and combined score."""
+
+    candidate: Candidate
+    coverage: float
+    similarity: float
+    score: float
+    fits: bool  # can state the kind of fact asked for
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen evidence (best first; empty when nothing can answer) and how sure the choice is."""
+
+    chosen: tuple[Scored, ...]
+    ranked: tuple[Scored, ...]  # every candidate, best first
+    answer_type: AnswerType
+    confidence: float  # softmax probability of the first choice among the candidates that fit
+    unmatched: float = 0.0  # share of the question's key-term weight that no candidate holds at all
+
+    @property
+    def empty(self) -> bool:
+        return not self.chosen
+
+
+def select_evidence(
+    questions: Sequence[str],
+    similarity_question: str,
+    candidates: Sequence[Candidate],
+    encoder: Embedder | None,
+    kind_question: str | None = None,
+) -> Selection:
+    """Rank `candidates` for the question and choose the evidence (see module doc).
+
+    `questions` are the renderings whose key terms count (the question without the
+    names of articles, its German translation, a follow-up's previous question):
+    each candidate takes its best coverage. `similarity_question` is compared with
+    each sentence by `encoder` (None: no dense signal). `kind_question` decides the
+    answer type (default: the first rendering).
+    """
+    kind = answer_type(kind_question or questions[0])
+    if not candidates:
+        return Selection((), (), kind, 0.0, 1.0)
+    terms = [set(analyze(c.text)) for c in candidates]
+    keys = [keys for q in questions if (keys := KeyTerms.of(q, terms)).words] or [KeyTerms.of("", terms)]
+    everywhere = set().union(*terms)
+    unmatched = min(1.0 - k.coverage(everywhere) if k.words else 0.0 for k in keys)
+    coverage = [max(k.coverage(held) for k in keys) for held in terms]
+    if encoder is not None:
+        vectors = encoder.encode([similarity_question, *(c.text for c in candidates)])
+        similarity = [float(np.dot(vectors[0], v)) for v in vectors[1:]]
+    else:
+        similarity = [0.0] * len(candidates)
+    scores = (
+        standardize(coverage)
+        + DENSE_WEIGHT * standardize(similarity)
+        - RANK_WEIGHT * standardize([c.rank for c in candidates])
+    )
+    asked = kind_question or questions[0]
+    fits = [c.heading if kind == "byline" else can_state(kind, c.text, asked) for c in candidates]
+    if kind == "byline" and not any(fits):
+        fits = [True] * len(candidates)  # no heading among the candidates: rank them all
+    if kind in ("quantity", "date", "day"):
+        floor = MIN_TYPED_COVERAGE_SHARE * max(coverage)
+        fits = [fit and cov >= floor for fit, cov in zip(fits, coverage, strict=True)]
+    scored = [
+        Scored(c, cov, sim, float(s), fit)
+        for c, cov, sim, s, fit in zip(candidates, coverage, similarity, scores, fits, strict=True)
+    ]
+    ranked = sorted(scored, key=lambda s: (not s.fits, -s.score))
+    eligible = [s for s in ranked if s.fits]
+    if not eligible:
+        return Selection((), tuple(ranked), kind, 0.0, unmatched)
+    best = eligible[0]
+    weights = np.exp(np.array([s.score for s in eligible]) - best.score)
+    confidence = float(1.0 / weights.sum())
+    chosen = [best]
+    second = complement(best, ranked, keys[0], terms, candidates)
+    if second is not None:
+        chosen.append(second)
+    return Selection(tuple(chosen), tuple(ranked), kind, confidence, unmatched)
+
+
+def complement(
+    best: Scored,
+    ranked: Sequence[Scored],
+    keys: KeyTerms,
+    terms: Sequence[set[str]],
+    candidates: Sequence[Candidate],
+) -> Scored | None:
+    """A second sentence, from another article, for the key terms the best one leaves open.
+
+    Any candidate may serve: the asked-for kind of fact belongs to one part of a
+    two-part question ("Wie viele Abkommen …, und welchen Preis …?"), not to both.
+    """
+    index = {id(c): i for i, c in enumerate(candidates)}
+    open_terms = keys.missing(terms[index[id(best.candidate)]])
+    total = sum(keys.weights)
+    open_share = sum(w for w, o in zip(keys.weights, open_terms, strict=True) if o) / total if total else 0.0
+    if open_share < MIN_OPEN_SHARE:
+        return None
+    others = [s for s in ranked if s.candidate.source != best.candidate.source]
+    if not others:
+        return None
+    second = max(others, key=lambda s: (keys.coverage(terms[index[id(s.candidate)]], open_terms), s.score))
+    if keys.coverage(terms[index[id(second.candidate)]], open_terms) < MIN_COMPLEMENT:
+        return None
+    return second
