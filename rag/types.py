@@ -3,7 +3,8 @@
 Each stage (ingest, chunk, index, retrieve, generate, cite, evaluate) passes these
 frozen dataclasses to the next. They hold data only: no I/O, no heavy imports.
 `Passage.to_json` is the one JSON shape of a passage, so every output that shows one
-(`rag search --json`, `rag ask --json`, eval run files) shows the same keys.
+(`rag search --json`, `rag ask --json`, eval run files) shows the same keys;
+`IndexReport.to_json` is the one shape of an indexing run (`rag index --json`).
 """
 
 from __future__ import annotations
@@ -162,3 +163,21 @@ class IndexReport:
     chunks_total: int = 0
     chunks_embedded: int = 0
     seconds: float = 0.0
+
+    def to_json(self, index_dir: str) -> dict[str, Any]:
+        """The run in `rag index --json`: what changed, what was skipped and why, and the totals.
+
+        The index directory is passed in because the report describes a run, not where it wrote.
+        """
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "duplicates": [{"copy": copy, "original": original} for copy, original in self.duplicates],
+            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
+            "chunks": self.chunks_total,
+            "chunks_embedded": self.chunks_embedded,
+            "seconds": round(self.seconds, 3),
+            "index_dir": index_dir,
+        }

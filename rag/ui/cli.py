@@ -278,20 +278,7 @@ def index_cmd(
             list(paths) or [Path("seeds")], rebuild=rebuild, on_progress=update, collection=collection
         )
     if as_json:
-        _print_json(
-            {
-                "added": report.added,
-                "updated": report.updated,
-                "removed": report.removed,
-                "unchanged": report.unchanged,
-                "duplicates": [{"copy": c, "original": o} for c, o in report.duplicates],
-                "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
-                "chunks": report.chunks_total,
-                "chunks_embedded": report.chunks_embedded,
-                "seconds": round(report.seconds, 3),
-                "index_dir": str(settings.index_dir),
-            }
-        )
+        _print_json(report.to_json(str(settings.index_dir)))
         return
     for path, reason in report.skipped:
         err_console.print(safe_text(f"skipped {path}: {reason}", style="yellow", single_line=True))
