@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Full suite: lint, type check, every test (real default model included), then the
-# evaluation with floors just under what the current code reaches.
+# evaluation with the floors of evals/floors.txt (the rule that sets them: evals/RESULTS.md).
 test: setup lint
 	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
 	$(MAKE) eval

@@ -5,7 +5,8 @@
 # Intel Xeons that have AMX (Sapphire Rapids and newer); those kernels segfault on the first
 # decode on many such machines, virtualised ones in particular (llama.cpp #20824). We keep
 # -march=native, so AVX2/AVX-512 are used exactly where this CPU has them, and subtract AMX
-# alone. bench/results/llama_build.json compares this with the explicit-flags build.
+# alone. bench/results/llama_build.json (bench/llama_build_bench.py) compares this with the
+# explicit-flags and the AVX2-only builds.
 #
 # Why a wheelhouse of our own: pip's wheel cache is keyed by the sdist, not by CMAKE_ARGS or
 # the CPU, so it would hand an AMX (or AVX-512) wheel built elsewhere to this machine. Our
