@@ -169,9 +169,11 @@ class Pipeline:
 
         Each language's answer prompt has its own fixed prefix (~780 tokens). Sharing one
         context, a question in the other language evicts it, and the next question pays
-        ~9 s to process it again. So each further language gets its own context on the
-        same mmap-shared weights, loaded on first use (~1 s, ~0.3 GB). A model server
-        keeps its own cache, so every language shares its connection.
+        ~9 s to process it again. So each further language gets its own context, loaded
+        on first use (~1 s). Each is a whole model load: the GGUF's pages are shared
+        through the page cache, but the repacked weights, KV cache and logits are not
+        (+0.76 GB anonymous, +1.8 GB RSS each; bench/results/memory.json). A model
+        server keeps its own cache, so every language shares its connection.
         """
         if language == "de" or self.settings.llm_url:
             return self.llm
@@ -181,7 +183,7 @@ class Pipeline:
 
     @property
     def aux_llm(self) -> ChatModel:
-        """A second context on the same weights (mmap-shared) for translating questions.
+        """A further model context (+0.7 GB anonymous, see `answer_llm`) for translating questions.
 
         Short calls in the answer context would evict its cached prefix (system prompt
         and examples, ~630 tokens, ~5 s to recompute on 2 cores); restoring a saved
