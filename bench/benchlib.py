@@ -136,3 +136,19 @@ def print_json(data: Any) -> None:
 def venv_bin(name: str) -> Path:
     """A script of the venv that runs the benchmark (`rag` under `make bench`)."""
     return Path(sys.executable).parent / name
+
+
+def run_probe(code: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """Run `code` with this venv's Python in a new process; the JSON of its last output line."""
+    done = subprocess.run(
+        [str(venv_bin("python")), "-c", code, *args], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def default_model_path() -> Path:
+    """The GGUF that `rag` answers with under default settings (as `rag ask` resolves it)."""
+    from rag.answering.models import resolve_model
+    from rag.settings import Settings
+
+    return resolve_model(Settings())

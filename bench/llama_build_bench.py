@@ -18,14 +18,12 @@ does not load. Writes bench/results/llama_build.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from benchlib import REPO, machine_info, print_json, summarize, venv_bin, write_result
+from benchlib import REPO, default_model_path, machine_info, print_json, run_probe, summarize, write_result
 
 PROBE = r"""
 import json, sys, time
@@ -54,14 +52,7 @@ def run_once(site: str, model: Path, text_file: Path) -> dict[str, Any]:
     env = dict(os.environ)
     if site != "installed":
         env["PYTHONPATH"] = site
-    done = subprocess.run(
-        [str(venv_bin("python")), "-c", PROBE, str(model), str(text_file)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = run_probe(PROBE, str(model), str(text_file), env=env)
     return result
 
 
@@ -76,12 +67,9 @@ def main() -> None:
     )
     parser.add_argument("--flags", action="append", default=[], metavar="NAME=CMAKE_ARGS")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=Path.home() / ".cache/rag/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-    )
+    parser.add_argument("--model", type=Path, help="a GGUF file (default: the default model)")
     args = parser.parse_args()
+    args.model = args.model or default_model_path()
     variants = dict(item.split("=", 1) for item in args.variant)
     flags = dict(item.split("=", 1) for item in args.flags)
     text_file = sorted((REPO / "seeds").glob("*.txt"))[0]

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine_info, print_json, venv_bin, write_result
+from benchlib import default_model_path, machine_info, print_json, run_probe, write_result
 
 PROBE = r"""
 import json, sys
@@ -48,16 +46,10 @@ print(json.dumps(steps))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=Path.home() / ".cache/rag/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-    )
+    parser.add_argument("--model", type=Path, help="a GGUF file (default: the default model)")
     args = parser.parse_args()
-    done = subprocess.run(
-        [str(venv_bin("python")), "-c", PROBE, str(args.model)], capture_output=True, text=True, check=True
-    )
-    steps: dict[str, dict[str, int]] = json.loads(done.stdout.strip().splitlines()[-1])
+    args.model = args.model or default_model_path()
+    steps: dict[str, dict[str, int]] = run_probe(PROBE, str(args.model))
     names = list(steps)
     added = {
         name: {field: steps[name][field] - steps[previous][field] for field in steps[name]}
