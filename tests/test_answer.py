@@ -20,6 +20,7 @@ from conftest import ScriptedLLM
 from rag.answering.answer import Answer, ask
 from rag.answering.cite import REFUSALS
 from rag.answering.conversation import Turn
+from rag.answering.generate import LocalLLM
 from rag.answering.phrase import phrase_messages
 from rag.answering.pipeline import Pipeline
 from rag.ingest.read import decode_file
@@ -248,6 +249,9 @@ def test_each_language_keeps_its_prompt_prefix_cached_in_its_own_context(
         seed_index_template.settings, embedder=minilm, multilingual=multilingual, cwd=seed_index_template.cwd
     )
     assert pipeline.answer_llm("en") is not pipeline.answer_llm("de") is pipeline.llm
+    contexts = [pipeline.llm, pipeline.answer_llm("en"), pipeline.aux_llm]
+    assert all(isinstance(context, LocalLLM) for context in contexts)
+    assert len({context._llama.model for context in contexts}) == 1  # one load of the weights for all
     for question in (QUESTION, "Since when has Kazakhstan maintained formal relations with Israel?") * 2:
         ask(pipeline, question)  # German and English questions take turns
     for question, language in (("Wer regiert?", "de"), ("Who governs?", "en")):

@@ -214,3 +214,27 @@ def test_a_prefix_stored_for_another_prompt_is_not_used(tiny: LocalLLM, tmp_path
     other = _fresh(tiny, tmp_path)
     other.complete_chat(changed, max_tokens=4)
     assert other.prefix_loaded == 0 and len(list(tmp_path.glob("*.state"))) == 2
+
+
+def test_a_new_context_shares_the_weights_and_keeps_its_own_cache(tiny: LocalLLM) -> None:
+    owner = LocalLLM.load(tiny.model_path, 1024, 2, 0)
+    other = owner.new_context(512)
+    assert other._llama.model == owner._llama.model  # one llama_model, no second load
+    assert other.n_ctx == 512 and other.model_path == owner.model_path
+    first, second = "Wer regiert in Kasachstan?", "Wann wurde das Gesetz beschlossen?"
+    expected = {q: tiny.complete_chat(chat(q), max_tokens=12) for q in (first, second)}
+    assert owner.complete_chat(chat(first), 12) == expected[first]
+    assert other.complete_chat(chat(second), 12) == expected[second]
+    owner.complete_chat(chat(first), 12)
+    assert owner.last_usage is not None and owner.last_usage.cached_tokens > 60  # not evicted by `other`
+
+
+def test_a_new_context_outlives_the_context_it_came_from(tiny: LocalLLM) -> None:
+    import gc
+
+    owner = LocalLLM.load(tiny.model_path, 1024, 2, 0)
+    expected = owner.complete_chat(chat("Wer regiert?"), 8)
+    other = owner.new_context(512)
+    del owner
+    gc.collect()
+    assert other.complete_chat(chat("Wer regiert?"), 8) == expected

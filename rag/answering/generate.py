@@ -16,15 +16,19 @@ never reset the model between calls. Across sessions, `PrefixStore` keeps that
 prefix's llama.cpp state on disk (the mechanism behind llama.cpp's `--prompt-cache`):
 a fresh process loads it instead of processing the prefix again. llama.cpp's own logging is captured instead
 of printed; its first error line explains a load failure in a one-line
-`ModelError`. A `LocalLLM` serves one call at a time (no locking). Retrieval,
-prompt wording and token budgeting live elsewhere.
+`ModelError`. A `LocalLLM` serves one call at a time (no locking). `new_context` opens
+another context on the same loaded weights: its own KV cache, so another prompt prefix
+stays cached, for ~0.2 GB instead of a second model load (~1.8 GB, bench/results/memory.json).
+Retrieval, prompt wording and token budgeting live elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Generator, Iterator
@@ -212,6 +216,42 @@ class PrefixStore:
             temporary.unlink(missing_ok=True)
 
 
+class _LentModel:
+    """A loaded `LlamaModel` lent to a further `Llama`, whose clean-up must leave it to its owner.
+
+    llama.cpp runs any number of contexts on one `llama_model`, but llama-cpp-python 0.3's
+    `Llama` always loads its own (there is no constructor argument for an existing one).
+    `_llama_on_loaded_model` hands this stand-in to the constructor instead: it answers
+    for the owner's model, keeps the owner alive as long as the borrower, and its
+    `close` (which the borrower calls when it is freed) does nothing.
+    """
+
+    def __init__(self, owner: Llama) -> None:
+        self._owner = owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._owner._model, name)
+
+    def close(self) -> None:
+        """The weights belong to the owner, which frees them when it is freed itself."""
+
+
+_model_swap = threading.Lock()
+
+
+def _llama_on_loaded_model(owner: Llama, **context: Any) -> Llama:
+    """A new `Llama` with its own context (`context` = constructor arguments) on `owner`'s weights."""
+    from llama_cpp import Llama, _internals
+
+    load = _internals.LlamaModel
+    with _model_swap:  # the constructor looks `LlamaModel` up in the module when it runs
+        _internals.LlamaModel = lambda **_: _LentModel(owner)  # type: ignore[assignment,misc]
+        try:
+            return Llama(model_path=owner.model_path, **context)
+        finally:
+            _internals.LlamaModel = load  # type: ignore[misc]
+
+
 class LocalLLM:
     """One loaded GGUF model with chat rendering, token counting and streaming generation."""
 
@@ -233,28 +273,23 @@ class LocalLLM:
     ) -> LocalLLM:
         """Load `path`; every failure becomes a ModelError naming the file and the fix."""
         check_gguf(path)
-        _capture_llama_logs()
         from llama_cpp import Llama
 
-        _log_lines.clear()
-        try:
-            llama = Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_threads_batch=n_threads,  # llama-cpp-python would use all logical cores here
-                seed=seed,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError, OSError) as error:
-            reason = _load_failure_reason() if _log_lines else str(error)
-            fix = (
-                "run `rag models pull` to fetch it again"
-                if spec_for_file(path)
-                else "use a complete GGUF file"
-            )
-            raise ModelError(f"llama.cpp could not load {display_path(path)} ({reason}) — {fix}") from None
+        with _load_errors(path):
+            llama = Llama(model_path=str(path), **_context_arguments(n_ctx, n_threads, seed))
         return cls(llama, path, seed, PrefixStore(prefix_dir) if prefix_dir else None)
+
+    def new_context(self, n_ctx: int) -> LocalLLM:
+        """Another context of `n_ctx` tokens on this model's loaded weights, with its own KV cache.
+
+        It computes exactly what a separately loaded model would (the weights are the same
+        buffers), and costs a KV cache and compute buffers instead of a second copy of the
+        repacked weights.
+        """
+        threads = self._llama.n_threads
+        with _load_errors(self.model_path):
+            llama = _llama_on_loaded_model(self._llama, **_context_arguments(n_ctx, threads, self.seed))
+        return LocalLLM(llama, self.model_path, self.seed, self._prefix_store)
 
     @property
     def n_ctx(self) -> int:
@@ -474,6 +509,30 @@ class LocalLLM:
             text = self._llama.detokenize([int(token)], special=True).decode("utf-8", errors="replace")
             found.setdefault(text, float(logprobs[token]))  # two tokens may decode alike: keep the likelier
         return found
+
+
+def _context_arguments(n_ctx: int, n_threads: int, seed: int) -> dict[str, Any]:
+    """The `Llama` constructor arguments of one of our contexts."""
+    return {
+        "n_ctx": n_ctx,
+        "n_threads": n_threads,
+        "n_threads_batch": n_threads,  # llama-cpp-python would use all logical cores here
+        "seed": seed,
+        "verbose": False,
+    }
+
+
+@contextlib.contextmanager
+def _load_errors(path: Path) -> Iterator[None]:
+    """Turn a failed model or context load into a one-line ModelError naming the file and the fix."""
+    _capture_llama_logs()
+    _log_lines.clear()
+    try:
+        yield
+    except (ValueError, RuntimeError, OSError) as error:
+        reason = _load_failure_reason() if _log_lines else str(error)
+        fix = "run `rag models pull` to fetch it again" if spec_for_file(path) else "use a complete GGUF file"
+        raise ModelError(f"llama.cpp could not load {display_path(path)} ({reason}) — {fix}") from None
 
 
 def _as_list(stop: str | list[str] | None) -> list[str]:

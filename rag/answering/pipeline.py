@@ -141,7 +141,11 @@ class Pipeline:
 
     # Language model ------------------------------------------------------
     def _load_llm(self, n_ctx: int) -> ChatModel:
-        """A new in-process model context of `n_ctx` tokens, or the connection to the model server."""
+        """A new in-process model context of `n_ctx` tokens, or the connection to the model server.
+
+        The first context loads the model; every further one opens on the same weights
+        (`LocalLLM.new_context`), so it adds its KV cache and compute buffers only.
+        """
         if self.settings.llm_url:
             from rag.answering.llm_client import ServerChatModel
 
@@ -149,6 +153,10 @@ class Pipeline:
         from rag.answering.generate import LocalLLM
         from rag.answering.models import resolve_model
 
+        loaded = [self._llm, self._aux_llm, *self._other_language_llms.values()]
+        for model in loaded:
+            if isinstance(model, LocalLLM):
+                return model.new_context(n_ctx)
         return LocalLLM.load(
             resolve_model(self.settings),
             n_ctx=n_ctx,
@@ -169,11 +177,10 @@ class Pipeline:
 
         Each language's answer prompt has its own fixed prefix (~780 tokens). Sharing one
         context, a question in the other language evicts it, and the next question pays
-        ~9 s to process it again. So each further language gets its own context, loaded
-        on first use (~1 s). Each is a whole model load: the GGUF's pages are shared
-        through the page cache, but the repacked weights, KV cache and logits are not
-        (+0.76 GB anonymous, +1.8 GB RSS each; bench/results/memory.json). A model
-        server keeps its own cache, so every language shares its connection.
+        ~9 s to process it again. So each further language gets its own context on the
+        loaded weights, opened on first use (the KV cache and compute buffers, see
+        `_load_llm`). A model server keeps its own cache, so every language shares its
+        connection.
         """
         if language == "de" or self.settings.llm_url:
             return self.llm
@@ -183,12 +190,11 @@ class Pipeline:
 
     @property
     def aux_llm(self) -> ChatModel:
-        """A further model context (+0.7 GB anonymous, see `answer_llm`) for translating questions.
+        """A further, short model context on the loaded weights for translating questions.
 
         Short calls in the answer context would evict its cached prefix (system prompt
-        and examples, ~630 tokens, ~5 s to recompute on 2 cores); restoring a saved
-        llama.cpp state costs 1-2 s, so a separate context is the cheaper way. A model
-        server gets the same connection as the answers.
+        and examples, ~630 tokens, ~5 s to recompute on 2 cores), so they get a context
+        of their own. A model server gets the same connection as the answers.
         """
         if self._aux_llm is None:
             self._aux_llm = self.llm if self.settings.llm_url else self._load_llm(AUX_CONTEXT_TOKENS)
