@@ -138,10 +138,15 @@ def venv_bin(name: str) -> Path:
     return Path(sys.executable).parent / name
 
 
-def run_probe(code: str, *args: str, env: dict[str, str] | None = None) -> Any:
-    """Run `code` with this venv's Python in a new process; the JSON of its last output line."""
+def run_probe(code: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
+    """Run `code` with this venv's Python in a new process (in `cwd`); the JSON of its last output line."""
     done = subprocess.run(
-        [str(venv_bin("python")), "-c", code, *args], env=env, capture_output=True, text=True, check=True
+        [str(venv_bin("python")), "-c", code, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -8,13 +8,19 @@ prefix state):
 - `store`: the current code with the prompt prefix store (the default);
 - `no-store`: the current code with `RAG_PREFIX_CACHE_DIR=` (the prefix is processed);
 - `before` (with `--before-tree DIR`): another checkout's code, e.g. the commit before
-  the cold-start work, run with `PYTHONPATH=DIR` and no prefix store.
+  a change, run with `PYTHONPATH=DIR` and a prefix store of its own.
 
 Per run: wall time of the whole command; the first token as seen from the shell,
 estimated as wall − (the answer's own total − its first token), which also counts the
 exit after the answer; the answer's own retrieval / first-token / total timings and its
-cached prompt tokens; the peak RSS of the command and its children (`wait4`). Leaves
-out the split of imports and model loads (see `-X importtime` in startup_bench.py).
+cached prompt tokens; the peak RSS of the command and its children (`wait4`).
+
+Then the split: a probe process per question and round does what `rag ask` does, one
+step after another instead of overlapping the model load with opening the index as
+`Pipeline.prepare` does, and times each step: imports, opening the index and encoders
+(Chroma, BM25, the chunk table, the two query encoders), the model load (every context
+the question needs), and inside the answer: retrieval, loading the stored prefix
+state, prompt processing (the rest up to the first token) and generation.
 Writes bench/results/cold.json.
 """
 
@@ -30,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import REPO, machine_info, print_json, summarize, venv_bin, write_result
+from benchlib import REPO, machine_info, print_json, run_probe, summarize, venv_bin, write_result
 
 QUESTIONS = (
     "Seit wann unterhält Kasachstan diplomatische Beziehungen zu Israel?",
@@ -72,6 +78,76 @@ def run_once(question: str, env: dict[str, str]) -> dict[str, Any]:
     return record
 
 
+SPLIT_PROBE = r"""
+import json, sys, time
+started = time.perf_counter()
+from rag.answering.answer import ask
+from rag.answering.generate import PrefixStore
+from rag.answering.pipeline import Pipeline
+from rag.settings import Settings
+from rag.text.language import question_language
+imported = time.perf_counter()
+question = sys.argv[1]
+pipeline = Pipeline(Settings())
+pipeline.retriever.open()
+opened = time.perf_counter()
+language = question_language(question)
+pipeline._open_contexts([language])
+loaded = time.perf_counter()
+prefix_ms = []
+load_state = PrefixStore.load
+def timed_load(self, *args):
+    begun = time.perf_counter()
+    try:
+        return load_state(self, *args)
+    finally:
+        prefix_ms.append((time.perf_counter() - begun) * 1000)
+PrefixStore.load = timed_load
+answer = ask(pipeline, question)
+t = answer.timings_ms
+print(json.dumps({
+    "imports_ms": (imported - started) * 1000,
+    "open_index_and_encoders_ms": (opened - imported) * 1000,
+    "model_load_ms": (loaded - opened) * 1000,
+    "retrieve_ms": t["retrieve"],
+    "prefix_load_ms": sum(prefix_ms),
+    "prompt_processing_ms": t["first_token"] - t["retrieve"] - sum(prefix_ms),
+    "generation_ms": t["total"] - t["first_token"],
+    "first_token_ms": (loaded - started) * 1000 + t["first_token"],
+}))
+"""
+SPLIT_KEYS = (
+    "imports_ms",
+    "open_index_and_encoders_ms",
+    "model_load_ms",
+    "retrieve_ms",
+    "prefix_load_ms",
+    "prompt_processing_ms",
+    "generation_ms",
+    "first_token_ms",
+)
+
+
+def split_timings(env: dict[str, str], repeats: int) -> dict[str, Any]:
+    """The one-shot path's steps, one after another, per question (see module doc)."""
+    records = [
+        {"question": question, **run_probe(SPLIT_PROBE, question, env=env, cwd=REPO)}
+        for _ in range(repeats)
+        for question in QUESTIONS
+    ]
+    by_language = {
+        "de": [r for r in records if r["question"] != QUESTIONS[-1]],
+        "en": [r for r in records if r["question"] == QUESTIONS[-1]],
+    }
+    return {
+        "summary": {
+            language: {key: summarize([r[key] for r in chosen]) for key in SPLIT_KEYS}
+            for language, chosen in by_language.items()
+        },
+        "runs": records,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="Rounds over the questions per variant.")
@@ -85,7 +161,12 @@ def main() -> None:
         "no-store": {**base, "RAG_PREFIX_CACHE_DIR": ""},
     }
     if args.before_tree:
-        variants["before"] = {**base, "RAG_PREFIX_CACHE_DIR": "", "PYTHONPATH": str(args.before_tree)}
+        before_store = tempfile.mkdtemp(prefix="rag-prefixes-before-")
+        variants["before"] = {
+            **base,
+            "RAG_PREFIX_CACHE_DIR": before_store,
+            "PYTHONPATH": str(args.before_tree),
+        }
     names = list(variants)
     for name in names:  # untimed: page cache, and the stored prefixes of both languages
         for question in (QUESTIONS[0], QUESTIONS[-1]):
@@ -119,16 +200,26 @@ def main() -> None:
         for a, b in zip(runs["store"], runs["no-store"], strict=True)
         if "answer" in a and "answer" in b
     )
+    split = split_timings(variants["store"], args.repeats)
     result = {
         "machine": info,
         "questions": QUESTIONS,
         "summary": summary,
+        "split": split,
         "p50_ratio_to_no_store": ratios,
         "answers_identical_store_vs_no_store": same,
         "runs": runs,
     }
     path = write_result("cold", result)
-    print_json({"summary": summary, "ratios": ratios, "identical": same, "written": str(path)})
+    print_json(
+        {
+            "summary": summary,
+            "split": split["summary"],
+            "ratios": ratios,
+            "identical": same,
+            "written": str(path),
+        }
+    )
 
 
 if __name__ == "__main__":

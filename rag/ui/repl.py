@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, get_args
 
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +27,7 @@ from rich.text import Text
 
 from rag.answering.conversation import Turn, as_read
 from rag.errors import InputError, RagError
+from rag.text.language import Language
 from rag.text.sanitize import json_line
 from rag.types import SearchFilters
 from rag.ui.render import error_line, render_answer, safe_text, status_line, stream_answer
@@ -381,9 +382,7 @@ def run_chat(
     )
     with err_console.status("Loading index and model…", spinner="dots"):
         documents = pipeline.documents()  # fails fast on a missing or stale index
-        pipeline.embedder  # noqa: B018 — load once, not on the first question
-        pipeline.llm  # noqa: B018 — load once for the whole session
-        pipeline.aux_llm  # noqa: B018
+        pipeline.prepare(get_args(Language))  # once for the whole session, not on the first question
     if not interactive:
         return _run_lines(chat, stdin, err_console)
     _print_banner(console, pipeline, len(documents))
