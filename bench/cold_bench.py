@@ -21,6 +21,9 @@ step after another instead of overlapping the model load with opening the index 
 (Chroma, BM25, the chunk table, the two query encoders), the model load (every context
 the question needs), and inside the answer: retrieval, loading the stored prefix
 state, prompt processing (the rest up to the first token) and generation.
+
+Last, `Pipeline.prepare` against the same two steps one after the other (`overlap`):
+a new process per run, the two ways taking turns, German question's contexts.
 Writes bench/results/cold.json.
 """
 
@@ -128,6 +131,33 @@ SPLIT_KEYS = (
 )
 
 
+PREPARE_PROBE = r"""
+import json, sys, time
+from rag.answering.pipeline import Pipeline
+from rag.settings import Settings
+pipeline = Pipeline(Settings())
+started = time.perf_counter()
+if sys.argv[1] == "prepare":
+    pipeline.prepare({"de"})
+else:
+    pipeline.retriever.open()
+    pipeline._open_contexts({"de"})
+print(json.dumps({"ms": (time.perf_counter() - started) * 1000}))
+"""
+OVERLAP_WAYS = ("prepare", "one after the other")
+
+
+def overlap_timings(env: dict[str, str], repeats: int) -> dict[str, Any]:
+    """`Pipeline.prepare` (the model loading in a thread) against its two steps in sequence."""
+    times: dict[str, list[float]] = {way: [] for way in OVERLAP_WAYS}
+    for round_number in range(repeats * 2):
+        for way in OVERLAP_WAYS if round_number % 2 == 0 else OVERLAP_WAYS[::-1]:
+            times[way].append(run_probe(PREPARE_PROBE, way, env=env, cwd=REPO)["ms"])
+    summary = {way: summarize(values) for way, values in times.items()}
+    ratio = summary["prepare"]["p50"] / summary["one after the other"]["p50"]
+    return {"summary": summary, "prepare_over_sequential_p50": round(ratio, 3), "runs_ms": times}
+
+
 def split_timings(env: dict[str, str], repeats: int) -> dict[str, Any]:
     """The one-shot path's steps, one after another, per question (see module doc)."""
     records = [
@@ -201,11 +231,13 @@ def main() -> None:
         if "answer" in a and "answer" in b
     )
     split = split_timings(variants["store"], args.repeats)
+    overlap = overlap_timings(variants["store"], args.repeats)
     result = {
         "machine": info,
         "questions": QUESTIONS,
         "summary": summary,
         "split": split,
+        "overlap": overlap,
         "p50_ratio_to_no_store": ratios,
         "answers_identical_store_vs_no_store": same,
         "runs": runs,
