@@ -85,7 +85,7 @@ SPLIT_PROBE = r"""
 import json, sys, time
 started = time.perf_counter()
 from rag.answering.answer import ask
-from rag.answering.generate import PrefixStore
+from rag.answering.prefix_store import PrefixStore
 from rag.answering.pipeline import Pipeline
 from rag.settings import Settings
 from rag.text.language import question_language

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from rag.answering.generate import Usage
+from rag.answering.chat_model import Usage
 from rag.settings import Settings
 from rag.types import IndexReport
 

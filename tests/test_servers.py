@@ -26,8 +26,9 @@ import httpx
 import pytest
 from conftest import PAUSED_WRITER
 
-from rag.answering.llm_client import StopScanner, estimate_tokens
+from rag.answering.llm_client import estimate_tokens
 from rag.answering.pipeline import Pipeline
+from rag.answering.server_events import StopScanner
 from rag.errors import ServerError, StaleIndexError
 from rag.index.update import open_index, update_index
 from rag.settings import Settings

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rag.answering.answer import Answer, ask
+    from rag.answering.chat_model import ChatModel
     from rag.answering.cite import is_refusal, is_supported, parse_markers, split_answer_sentences
     from rag.answering.conversation import Turn, previous_question
-    from rag.answering.generate import ChatModel, LocalLLM
+    from rag.answering.generate import LocalLLM
     from rag.answering.llm_client import ServerChatModel
     from rag.answering.models import KNOWN_MODELS, list_models, pull, resolve_model, verify
     from rag.answering.phrase import check_phrasing, phrase_messages, refusal_probability
@@ -70,7 +71,7 @@ _EXPORTS = {
     "split_answer_sentences": "rag.answering.cite",
     "Turn": "rag.answering.conversation",
     "previous_question": "rag.answering.conversation",
-    "ChatModel": "rag.answering.generate",
+    "ChatModel": "rag.answering.chat_model",
     "LocalLLM": "rag.answering.generate",
     "ServerChatModel": "rag.answering.llm_client",
     "KNOWN_MODELS": "rag.answering.models",

@@ -29,23 +29,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rag.answering.cite import REFUSALS, adds_information, with_markers
+from rag.answering.cite import REFUSALS, with_markers
 from rag.answering.conversation import Turn, previous_question
+from rag.answering.evidence import Evidence, select_windows
 from rag.answering.phrase import STOP_SEQUENCES, check_phrasing, phrase_messages, refusal_probability
 from rag.answering.prompts import load_prompt
 from rag.answering.select import Selection, select_evidence
-from rag.answering.sentences import Candidate, candidate_sentences, widened
+from rag.answering.sentences import Candidate, candidate_sentences
 from rag.retrieval.retrieve import check_query
 from rag.text.language import Language, question_language
 from rag.types import Citation, Passage, SearchFilters
 
 if TYPE_CHECKING:
-    from rag.answering.generate import ChatModel
+    from rag.answering.chat_model import ChatModel
     from rag.answering.pipeline import Pipeline
 
 _TRANSLATE_MAX_TOKENS = 64
-# The model reads this many of the best sentences (each with the next one where it only sets up its answer).
-EVIDENCE_SHOWN = 3
 # Below this selection confidence the terminal adds a note that the choice was close.
 CLOSE_CALL = 0.5
 
@@ -174,41 +173,6 @@ def _generate(
     return result
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """One piece of selected evidence: what an answer quotes, and what the model reads around it."""
-
-    quote: Candidate  # the sentence, with the next one where it only sets up its answer
-    context: Candidate  # the sentence with its neighbours in the passage: what the model is shown
-
-
-def select_windows(
-    selection: Selection, shown: Sequence[Passage], questions: Sequence[str]
-) -> list[Evidence]:
-    """The chosen sentences first, then the next best: at most `EVIDENCE_SHOWN`, none overlapping.
-
-    The model reads each sentence with its neighbours, so that "es" and "er" find what
-    they refer to. A sentence that says nothing the question does not ("Doch Toqajew hat
-    eine andere Trumpfkarte im Ärmel.") or ends in a colon is quoted with the sentence
-    after it.
-    """
-    ordered = [s.candidate for s in selection.chosen]
-    ordered += [s.candidate for s in selection.ranked if s.fits and s.candidate not in ordered]
-    windows: list[Evidence] = []
-    for candidate in ordered:
-        if len(windows) == EVIDENCE_SHOWN:
-            break
-        sets_up = candidate.text.rstrip().endswith(":") or not adds_information([candidate.text], questions)
-        context = widened(candidate, shown, before=True)
-        if not any(_overlap(w.context, context) for w in windows):
-            windows.append(Evidence(widened(candidate, shown) if sets_up else candidate, context))
-    return windows
-
-
-def _overlap(a: Candidate, b: Candidate) -> bool:
-    return a.source == b.source and a.start < b.end and b.start < a.end
-
-
 def _citations(
     windows: Sequence[Candidate], numbers: Sequence[int], shown: Sequence[Passage]
 ) -> list[Citation]:
@@ -231,6 +195,29 @@ def _quote(window: Candidate) -> str:
     return f"„{window.text.strip()}“"
 
 
+@dataclass
+class _Query:
+    """Stage 1: what the question is, with what the search and the selection read it by."""
+
+    question: str
+    language: Language
+    previous: str | None  # the question a follow-up is read with
+    translated: str | None  # a German rendering of a question in another language
+    llm_ms: float  # what the translation cost
+
+
+@dataclass
+class _Found:
+    """Stages 2-4: the passages, the selection among their sentences, and the evidence shown."""
+
+    passages: list[Passage]  # as retrieved (or given)
+    shown: list[Passage]  # the passages, then the headings of their articles
+    renderings: list[str]  # the question (and its translation, and with the previous one) without names
+    selection: Selection
+    windows: list[Evidence]
+    retrieve_ms: float
+
+
 def ask(
     pipeline: Pipeline,
     question: str,
@@ -248,70 +235,99 @@ def ask(
     mode: what the system makes of perfect retrieval).
     """
     started = time.perf_counter()
+    query = _read_query(pipeline, question, history, on_status)
+    llm = pipeline.answer_llm(query.language)
+    found = _find_evidence(pipeline, query, filters, k, passages)
+
+    # 5. answer
+    contexts = [w.context for w in found.windows]
+    messages = phrase_messages(query.question, contexts, query.language, query.previous) if contexts else []
+    p_refuse = refusal_probability(llm, messages, query.language) if contexts else None
+    # Two signs that the answer is absent: the model's odds of refusing, and the share of the
+    # question's key terms found nowhere in what was retrieved. Above the threshold together,
+    # the answer is a refusal.
+    absent = (p_refuse + found.selection.unmatched) if p_refuse is not None else None
+    refused = absent is None or absent > pipeline.settings.refusal_threshold
+    generated = _generate(pipeline, llm, messages, started, on_token) if not refused else _Generated()
+
+    # 6. check
+    answer = _checked_answer(query, found, generated, refused)
+    answer.refusal_probability = p_refuse
+    answer.model_path, answer.model_sha256 = str(llm.model_path), llm.sha256
+    answer.timings_ms = {
+        "retrieve": found.retrieve_ms,
+        "first_token": generated.first_token_ms,
+        "total": (time.perf_counter() - started) * 1000,
+        "llm": query.llm_ms + generated.llm_ms,
+    }
+    return answer
+
+
+def _read_query(
+    pipeline: Pipeline,
+    question: str,
+    history: Sequence[Turn],
+    on_status: Callable[[str, str], None] | None,
+) -> _Query:
+    """1. The question's language, the question a follow-up is read with, and a German rendering."""
     question = check_query(question)
     language = question_language(question)
-    llm = pipeline.answer_llm(language)
-    llm_ms = 0.0
-
-    # 1. query
     previous = previous_question(history, question)
-    translated = None
+    translated, llm_ms = None, 0.0
     if language != "de" and pipeline.settings.translate_queries:
         translated = translate_for_search(pipeline, question)
         usage = pipeline.aux_llm.last_usage
-        llm_ms += usage.total_ms if usage else 0.0
+        llm_ms = usage.total_ms if usage else 0.0
         if on_status:
             on_status("translate", translated)
     if previous and on_status:
         on_status("follow_up", previous)
+    return _Query(question, language, previous, translated, llm_ms)
 
-    # 2. passages
-    retrieve_started = time.perf_counter()
+
+def _find_evidence(
+    pipeline: Pipeline,
+    query: _Query,
+    filters: SearchFilters | None,
+    k: int | None,
+    passages: Sequence[Passage] | None,
+) -> _Found:
+    """2. The passages, 3. their sentences, 4. the selection and the evidence the model reads."""
+    started = time.perf_counter()
     retriever = pipeline.retriever
     if passages is None:
-        expansions = [q for q in (translated, previous) if q]
-        found = pipeline.search(question, k=k, filters=filters, expansions=expansions)
+        expansions = [q for q in (query.translated, query.previous) if q]
+        found = pipeline.search(query.question, k=k, filters=filters, expansions=expansions)
     else:
         found = list(passages)
     headings = retriever.headings(found)
     shown = [*found, *headings]
-
-    # 3. sentences and 4. selection
-    renderings = [retriever.without_names(q) for q in (question, translated) if q]
-    if previous:
-        renderings += [f"{q} {retriever.without_names(previous)}" for q in renderings]
+    renderings = [retriever.without_names(q) for q in (query.question, query.translated) if q]
+    if query.previous:
+        renderings += [f"{q} {retriever.without_names(query.previous)}" for q in renderings]
     selection = select_evidence(
         renderings,
-        f"{previous} {question}" if previous else question,
+        f"{query.previous} {query.question}" if query.previous else query.question,
         candidate_sentences(found, headings),
         pipeline.multilingual if pipeline.settings.multilingual_weight > 0 else None,
-        kind_question=question,
+        kind_question=query.question,
     )
     windows = select_windows(selection, shown, renderings)
-    contexts = [w.context for w in windows]
-    retrieve_ms = (time.perf_counter() - retrieve_started) * 1000
+    return _Found(found, shown, renderings, selection, windows, (time.perf_counter() - started) * 1000)
 
-    # 5. answer
-    messages = phrase_messages(question, contexts, language, previous) if windows else []
-    p_refuse = refusal_probability(llm, messages, language) if windows else None
-    # Two signs that the answer is absent: the model's odds of refusing, and the share of the
-    # question's key terms found nowhere in what was retrieved. Above the threshold together,
-    # the answer is a refusal.
-    absent = (p_refuse + selection.unmatched) if p_refuse is not None else None
-    refused = absent is None or absent > pipeline.settings.refusal_threshold
-    generated = _generate(pipeline, llm, messages, started, on_token) if not refused else _Generated()
-    llm_ms += generated.llm_ms
 
-    # 6. check
-    phrasing = check_phrasing(generated.text, contexts, renderings, selection.answer_type)
+def _checked_answer(query: _Query, found: _Found, generated: _Generated, refused: bool) -> Answer:
+    """6. The written answer held to the sentences it cites, or the evidence quoted, or a refusal."""
+    windows, contexts = found.windows, [w.context for w in found.windows]
+    phrasing = check_phrasing(generated.text, contexts, found.renderings, found.selection.answer_type)
     refused = refused or generated.interrupted
     quoted = not refused and not phrasing.ok
     cited = [] if refused else [1] if quoted else phrasing.cited()
     quotes = [windows[0].quote] if quoted else [contexts[n - 1] for n in cited]
-    answer_passages, numbers = _answer_passages(found, shown, quotes)
+    answer_passages, numbers = _answer_passages(found.passages, found.shown, quotes)
     number_of = dict(zip(cited, numbers, strict=True))
     if refused:
-        text = REFUSALS[language]
+        text = REFUSALS[query.language]
     elif quoted:
         text = with_markers(_quote(windows[0].quote), [number_of[1]])
     else:
@@ -320,29 +336,20 @@ def ask(
             for sentence, evidence in phrasing.sentences
         )
     return Answer(
-        question=question,
-        language=language,
+        question=query.question,
+        language=query.language,
         answer=text,
         refused=refused,
-        citations=_citations(quotes, numbers, shown),
+        citations=_citations(quotes, numbers, found.shown),
         passages=answer_passages,
         raw=generated.text,
-        confidence=selection.confidence if windows else 0.0,
-        refusal_probability=p_refuse,
-        unmatched=selection.unmatched,
-        evidence=_citations(contexts, [w.passage for w in contexts], shown),
+        confidence=found.selection.confidence if windows else 0.0,
+        unmatched=found.selection.unmatched,
+        evidence=_citations(contexts, [w.passage for w in contexts], found.shown),
         quoted=quoted,
         phrasing_failure=phrasing.failure if generated.text else None,
-        previous_question=previous,
-        search_query=translated,
-        model_path=str(llm.model_path),
-        model_sha256=llm.sha256,
-        timings_ms={
-            "retrieve": retrieve_ms,
-            "first_token": generated.first_token_ms,
-            "total": (time.perf_counter() - started) * 1000,
-            "llm": llm_ms,
-        },
+        previous_question=query.previous,
+        search_query=query.translated,
         tokens={
             "prompt": generated.prompt_tokens,
             "completion": generated.completion_tokens,

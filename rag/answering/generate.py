@@ -1,8 +1,4 @@
-"""Text generation: the `ChatModel` protocol, and its in-process implementation with llama.cpp.
-
-`ChatModel` is everything answering and query translation need from a
-language model; `LocalLLM` implements it in-process, `rag.answering.llm_client.ServerChatModel`
-through an OpenAI-compatible server, and the rest of the code depends on the protocol.
+"""Text generation in-process with llama.cpp: `LocalLLM`, the local `ChatModel`.
 
 `LocalLLM` wraps `llama_cpp.Llama` (imported lazily). Chat messages are rendered
 with the model's own chat template from the GGUF metadata (the same Jinja
@@ -14,30 +10,26 @@ previous call and re-evaluates only the tokens after the longest common prefix,
 so a fixed system prompt and few-shot block are processed once per session; we
 never reset the model between calls. Across sessions, `PrefixStore` keeps that
 prefix's llama.cpp state on disk (the mechanism behind llama.cpp's `--prompt-cache`):
-a fresh process loads it instead of processing the prefix again. llama.cpp's own logging is captured instead
-of printed; its first error line explains a load failure in a one-line
-`ModelError`. A `LocalLLM` serves one call at a time (no locking). `new_context` opens
-another context on the same loaded weights: its own KV cache, so another prompt prefix
-stays cached, for ~0.2 GB instead of a second model load (~1.8 GB, bench/results/memory.json).
-Retrieval, prompt wording and token budgeting live elsewhere.
+a fresh process loads it instead of processing the prefix again. Loading, with its
+one-line errors, is `rag.answering.llama_loading`'s job. A `LocalLLM` serves one call at
+a time (no locking). `new_context` opens another context on the same loaded weights:
+its own KV cache, so another prompt prefix stays cached, for ~0.2 GB instead of a
+second model load (~1.8 GB, bench/results/memory.json). Retrieval, prompt wording and
+token budgeting live elsewhere.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
-import re
-import threading
 import time
-from collections import deque
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
-from rag.answering.models import check_gguf, display_path, file_sha256, spec_for_file
-from rag.errors import ModelError, PromptError
+from rag.answering.chat_model import Usage
+from rag.answering.llama_loading import load_llama, open_context_on
+from rag.answering.models import file_sha256
+from rag.answering.prefix_store import MIN_STORED_PREFIX_TOKENS, PrefixStore
+from rag.errors import PromptError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -46,210 +38,6 @@ if TYPE_CHECKING:
 FALLBACK_CHAT_FORMAT = "chatml (fallback: the model has no chat template)"
 GGUF_CHAT_FORMAT = "gguf chat template"
 _CHATML_END = "<|im_end|>"
-
-_log_lines: deque[str] = deque(maxlen=50)
-_log_callback: Any = None  # the ctypes callback must stay referenced while llama.cpp may call it
-
-
-def _capture_llama_logs() -> None:
-    """Route llama.cpp's log output into `_log_lines` instead of stderr (installed once)."""
-    global _log_callback
-    if _log_callback is not None:
-        return
-    import llama_cpp
-
-    def keep(level: int, text: bytes, user_data: Any) -> None:
-        _log_lines.append(text.decode("utf-8", errors="replace").rstrip())
-
-    _log_callback = llama_cpp.llama_log_callback(keep)
-    llama_cpp.llama_log_set(_log_callback, None)
-
-
-def _load_failure_reason() -> str:
-    """The first llama.cpp error line (the root cause; later lines only repeat "failed")."""
-    lines = [line.strip() for line in _log_lines if line.strip()]
-    errors = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
-    reason = (errors or lines or ["no details from llama.cpp"])[0]
-    return re.sub(r"^\w+: ", "", reason)  # drop the C function name
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What one chat call cost; read from `LocalLLM.last_usage` after the stream ends."""
-
-    prompt_tokens: int  # tokens of the rendered chat prompt
-    cached_tokens: int  # leading prompt tokens already in the KV cache from the previous call
-    completion_tokens: int  # tokens of the generated text
-    first_token_ms: float | None  # from the call to the first text delta; None if nothing came
-    total_ms: float
-    finish_reason: str  # "stop", "length" or "interrupted"
-
-
-class ChatModel(Protocol):
-    """What answering (with its refusal odds) and query translation need from a language model.
-
-    Messages are OpenAI-style `{"role": ..., "content": ...}` dicts. `last_usage` is set
-    when a stream ends or is interrupted. A model serves one call at a time.
-    """
-
-    last_usage: Usage | None
-
-    @property
-    def model_path(self) -> Path | str:
-        """Where the weights come from: the GGUF file, or the model's name at its server."""
-        ...
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the weights file; a server model says so instead, as it cannot tell."""
-        ...
-
-    @property
-    def n_ctx(self) -> int:
-        """The context window in tokens."""
-        ...
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens of plain text (an estimate that never under-counts where no tokenizer is at hand)."""
-        ...
-
-    def count_messages(self, messages: list[dict[str, str]]) -> int:
-        """Tokens of the rendered chat prompt (same rule: exact or an over-count)."""
-        ...
-
-    def stream_chat(
-        self,
-        messages: list[dict[str, str]],
-        max_tokens: int,
-        stop: list[str] | None = None,
-        temperature: float = 0.0,
-    ) -> Iterator[str]:
-        """Yield the answer as text deltas."""
-        ...
-
-    def continuation_logprob(self, messages: list[dict[str, str]], continuation: str) -> float:
-        """The log-probability that the reply to `messages` opens with `continuation`."""
-        ...
-
-    def complete_chat(
-        self,
-        messages: list[dict[str, str]],
-        max_tokens: int,
-        stop: list[str] | None = None,
-        temperature: float = 0.0,
-    ) -> str:
-        """The whole answer at once."""
-        ...
-
-    def next_token_logprobs(self, messages: list[dict[str, str]], top_k: int) -> dict[str, float]:
-        """The `top_k` most likely first tokens of the answer with their natural-log probabilities."""
-        ...
-
-
-# A prefix shorter than this is cheaper to process than to look up on disk.
-MIN_STORED_PREFIX_TOKENS = 64
-
-
-class PrefixStore:
-    """llama.cpp states of fixed prompt prefixes, one file per model, llama.cpp build and prefix.
-
-    The file name hashes everything the state depends on: the weights' sha256, the
-    llama-cpp-python version, the context size and the prefix tokens themselves (so the
-    prompt file and the chat template are in it). A file is written under a temporary
-    name and renamed, with its own sha256 beside it; a file whose hash or tokens do not
-    match is deleted and rebuilt, never loaded. Leaves out: eviction (a state is ~30 KB
-    per token, one file per prompt and model) and sharing between machines.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def path_for(self, model_sha256: str, n_ctx: int, prefix: list[int]) -> Path:
-        import llama_cpp
-
-        key = hashlib.sha256(
-            f"{model_sha256}|{llama_cpp.__version__}|{n_ctx}|{','.join(map(str, prefix))}".encode()
-        ).hexdigest()[:24]
-        return self.directory / f"{key}.state"
-
-    def load(self, llama: Llama, path: Path, prefix: list[int]) -> bool:
-        """Put the stored state of `prefix` into `llama`'s context; False if there is none to trust."""
-        import ctypes
-
-        import llama_cpp
-
-        digest = path.with_suffix(".sha256")
-        try:
-            intact = hashlib.sha256(path.read_bytes()).hexdigest() == digest.read_text().strip()
-        except OSError:
-            return False
-        tokens = (llama_cpp.llama_token * len(prefix))()
-        count = ctypes.c_size_t(0)
-        loaded = intact and llama_cpp.llama_state_load_file(
-            llama.ctx, os.fsencode(path), tokens, len(prefix), ctypes.byref(count)
-        )
-        if loaded and list(tokens[: count.value]) == prefix:
-            llama.input_ids[: len(prefix)] = prefix
-            llama.n_tokens = len(prefix)
-            return True
-        llama.n_tokens = 0  # the next evaluation drops whatever a failed load left in the cache
-        path.unlink(missing_ok=True)
-        digest.unlink(missing_ok=True)
-        return False
-
-    def save(self, llama: Llama, path: Path, prefix: list[int]) -> None:
-        """Store `llama`'s state, whose cache holds exactly `prefix`, atomically; failures are ignored."""
-        import llama_cpp
-
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tokens = (llama_cpp.llama_token * len(prefix))(*prefix)
-            if not llama_cpp.llama_state_save_file(llama.ctx, os.fsencode(temporary), tokens, len(prefix)):
-                return
-            digest = hashlib.sha256(temporary.read_bytes()).hexdigest()
-            path.with_suffix(".sha256").write_text(digest + "\n")
-            os.replace(temporary, path)
-        except OSError:
-            pass  # a read-only or full cache only costs the next process the prefix's processing
-        finally:
-            temporary.unlink(missing_ok=True)
-
-
-class _LentModel:
-    """A loaded `LlamaModel` lent to a further `Llama`, whose clean-up must leave it to its owner.
-
-    llama.cpp runs any number of contexts on one `llama_model`, but llama-cpp-python 0.3's
-    `Llama` always loads its own (there is no constructor argument for an existing one).
-    `_llama_on_loaded_model` hands this stand-in to the constructor instead: it answers
-    for the owner's model, keeps the owner alive as long as the borrower, and its
-    `close` (which the borrower calls when it is freed) does nothing.
-    """
-
-    def __init__(self, owner: Llama) -> None:
-        self._owner = owner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._owner._model, name)
-
-    def close(self) -> None:
-        """The weights belong to the owner, which frees them when it is freed itself."""
-
-
-_model_swap = threading.Lock()
-
-
-def _llama_on_loaded_model(owner: Llama, **context: Any) -> Llama:
-    """A new `Llama` with its own context (`context` = constructor arguments) on `owner`'s weights."""
-    from llama_cpp import Llama, _internals
-
-    load = _internals.LlamaModel
-    with _model_swap:  # the constructor looks `LlamaModel` up in the module when it runs
-        _internals.LlamaModel = lambda **_: _LentModel(owner)  # type: ignore[assignment,misc]
-        try:
-            return Llama(model_path=owner.model_path, **context)
-        finally:
-            _internals.LlamaModel = load  # type: ignore[misc]
 
 
 class LocalLLM:
@@ -272,23 +60,12 @@ class LocalLLM:
         cls, path: Path, n_ctx: int, n_threads: int, seed: int, prefix_dir: Path | None = None
     ) -> LocalLLM:
         """Load `path`; every failure becomes a ModelError naming the file and the fix."""
-        check_gguf(path)
-        from llama_cpp import Llama
-
-        with _load_errors(path):
-            llama = Llama(model_path=str(path), **_context_arguments(n_ctx, n_threads, seed))
+        llama = load_llama(path, n_ctx, n_threads, seed)
         return cls(llama, path, seed, PrefixStore(prefix_dir) if prefix_dir else None)
 
     def new_context(self, n_ctx: int) -> LocalLLM:
-        """Another context of `n_ctx` tokens on this model's loaded weights, with its own KV cache.
-
-        It computes exactly what a separately loaded model would (the weights are the same
-        buffers), and costs a KV cache and compute buffers instead of a second copy of the
-        repacked weights.
-        """
-        threads = self._llama.n_threads
-        with _load_errors(self.model_path):
-            llama = _llama_on_loaded_model(self._llama, **_context_arguments(n_ctx, threads, self.seed))
+        """Another context of `n_ctx` tokens on this model's loaded weights, with its own KV cache."""
+        llama = open_context_on(self._llama, self.model_path, n_ctx, self.seed)
         return LocalLLM(llama, self.model_path, self.seed, self._prefix_store)
 
     @property
@@ -509,30 +286,6 @@ class LocalLLM:
             text = self._llama.detokenize([int(token)], special=True).decode("utf-8", errors="replace")
             found.setdefault(text, float(logprobs[token]))  # two tokens may decode alike: keep the likelier
         return found
-
-
-def _context_arguments(n_ctx: int, n_threads: int, seed: int) -> dict[str, Any]:
-    """The `Llama` constructor arguments of one of our contexts."""
-    return {
-        "n_ctx": n_ctx,
-        "n_threads": n_threads,
-        "n_threads_batch": n_threads,  # llama-cpp-python would use all logical cores here
-        "seed": seed,
-        "verbose": False,
-    }
-
-
-@contextlib.contextmanager
-def _load_errors(path: Path) -> Iterator[None]:
-    """Turn a failed model or context load into a one-line ModelError naming the file and the fix."""
-    _capture_llama_logs()
-    _log_lines.clear()
-    try:
-        yield
-    except (ValueError, RuntimeError, OSError) as error:
-        reason = _load_failure_reason() if _log_lines else str(error)
-        fix = "run `rag models pull` to fetch it again" if spec_for_file(path) else "use a complete GGUF file"
-        raise ModelError(f"llama.cpp could not load {display_path(path)} ({reason}) — {fix}") from None
 
 
 def _as_list(stop: str | list[str] | None) -> list[str]:

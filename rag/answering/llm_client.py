@@ -23,14 +23,14 @@ and choosing a model among several (`llm_model` names it).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rag.answering.generate import Usage
+from rag.answering.chat_model import Usage
+from rag.answering.server_events import StopScanner, choice_text, event_json, sse_data
 from rag.errors import PromptError, ServerError
 
 if TYPE_CHECKING:
@@ -191,15 +191,15 @@ class ServerChatModel:
         try:
             with self._client.stream("POST", self.base_url + "/chat/completions", json=body) as response:
                 self._check_status(response, "/chat/completions")
-                for event in _sse_data(response.iter_lines()):
+                for event in sse_data(response.iter_lines()):
                     if event == "[DONE]":
                         break
-                    chunk = _event_json(event, self.base_url)
+                    chunk = event_json(event, self.base_url)
                     if "error" in chunk:
                         detail = _one_line(chunk["error"])
                         raise ServerError(f"The model server at {self.base_url} failed mid-answer: {detail}")
                     usage = chunk.get("usage") or usage
-                    text, finished = _choice_text(chunk, held)
+                    text, finished = choice_text(chunk, held)
                     finish_reason = finished or finish_reason
                     if text:
                         if first_token_ms is None:
@@ -324,79 +324,6 @@ class ServerChatModel:
             f"The connection to the model server at {url} broke {where} ({type(error).__name__}) "
             "— check the server, then ask again"
         )
-
-
-class StopScanner:
-    """Cuts streamed text at the first stop sequence, holding back a possible start of one.
-
-    Servers apply `stop` too, but some accept only four sequences; this keeps the cut exact.
-    """
-
-    def __init__(self, stop: list[str]) -> None:
-        self._stop = [sequence for sequence in stop if sequence]
-        self._pending = ""
-        self.stopped = False
-
-    def feed(self, text: str) -> str:
-        """The part of `text` that is safe to show now."""
-        if self.stopped:
-            return ""
-        self._pending += text
-        cuts = [index for sequence in self._stop if (index := self._pending.find(sequence)) >= 0]
-        if cuts:
-            self.stopped = True
-            shown, self._pending = self._pending[: min(cuts)], ""
-            return shown
-        keep = max((_overlap(self._pending, sequence) for sequence in self._stop), default=0)
-        shown = self._pending[: len(self._pending) - keep]
-        self._pending = self._pending[len(shown) :]
-        return shown
-
-    def flush(self) -> str:
-        """Whatever was held back, once the stream has ended."""
-        shown, self._pending = self._pending, ""
-        return shown
-
-
-def _overlap(text: str, sequence: str) -> int:
-    """Length of the longest end of `text` that is a proper start of `sequence`."""
-    for size in range(min(len(text), len(sequence) - 1), 0, -1):
-        if text.endswith(sequence[:size]):
-            return size
-    return 0
-
-
-def _sse_data(lines: Iterator[str]) -> Iterator[str]:
-    """The `data:` payloads of a server-sent event stream (comments and pings skipped)."""
-    for line in lines:
-        if line.startswith("data:"):
-            yield line[5:].strip()
-
-
-def _choice_text(chunk: Mapping[str, Any], held: StopScanner) -> tuple[str, str | None]:
-    """The text an event's first choice adds, and its finish reason if it ends the answer.
-
-    Text that may start a stop sequence is held back until it cannot, or the answer ends.
-    """
-    for choice in chunk.get("choices", [])[:1]:
-        text = held.feed((choice.get("delta") or {}).get("content") or "")
-        finished = choice.get("finish_reason") or None
-        if finished:
-            text += held.flush()
-        return text, finished
-    return "", None
-
-
-def _event_json(event: str, url: str) -> dict[str, Any]:
-    try:
-        chunk = json.loads(event)
-    except ValueError:
-        chunk = None
-    if not isinstance(chunk, dict):
-        raise ServerError(
-            f"The model server at {url} sent an event that is not a JSON object — check --llm-url"
-        )
-    return chunk
 
 
 def _error_detail(response: httpx.Response) -> str:

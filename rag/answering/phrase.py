@@ -42,7 +42,7 @@ from rag.text.language import Language
 from rag.text.sanitize import for_prompt
 
 if TYPE_CHECKING:
-    from rag.answering.generate import ChatModel
+    from rag.answering.chat_model import ChatModel
 
 STOP_SEQUENCES = ["\n\n", "<belege>", "</belege>", "<evidence>", "</evidence>", "Frage:", "Question:", "###"]
 PREVIOUS_LABEL = {"de": "Vorherige Frage", "en": "Previous question"}

@@ -2,7 +2,7 @@
 
 `Pipeline` loads each heavy piece (index, embedding model, LLM) on first use and
 keeps it, so a REPL or an eval run loads the model once. The model is a
-`rag.answering.generate.ChatModel`: the GGUF in-process, or the server at `llm_url`. Tests inject fakes or
+`rag.answering.chat_model.ChatModel`: the GGUF in-process, or the server at `llm_url`. Tests inject fakes or
 real components through the constructor. It holds no logic of its own beyond
 choosing which stage to call.
 """
@@ -20,7 +20,7 @@ from rag.types import IndexReport, Passage, SearchFilters
 AUX_CONTEXT_TOKENS = 2048  # translation prompts are short
 
 if TYPE_CHECKING:
-    from rag.answering.generate import ChatModel
+    from rag.answering.chat_model import ChatModel
     from rag.index.embed import Embedder
     from rag.index.update import IndexReader
     from rag.ingest.formats.collection import CollectionOptions
