@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rag.answering.models import check_gguf, display_path, file_sha256, spec_for_file
+from rag.answering.model_files import file_sha256
+from rag.answering.models import check_gguf, display_path, spec_for_file
 from rag.errors import ModelError, PromptError
 
 if TYPE_CHECKING:
