@@ -151,7 +151,7 @@ def minilm_token_counter() -> Callable[[str], int]:
 def default_llm():  # type: ignore[no-untyped-def]
     """The real default model (Qwen2.5-Coder-1.5B), loaded once per session; pulled if missing."""
     from rag.answering.generate import LocalLLM
-    from rag.answering.models import pull
+    from rag.answering.model_pull import pull
 
     settings = Settings()
     path = pull(settings.model, settings.model_dir)

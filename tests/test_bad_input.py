@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import PAUSED_WRITER
 
-from rag.answering.models import pull
+from rag.answering.model_pull import pull
 from rag.index.update import CURRENT_LINK
 from rag.settings import Settings
 

@@ -25,7 +25,7 @@ import pytest
 from conftest import ScriptedLLM
 from rich.console import Console
 
-from rag.answering.models import pull
+from rag.answering.model_pull import pull
 from rag.answering.pipeline import Pipeline
 from rag.errors import InputError
 from rag.settings import DEFAULT_LLM, Settings

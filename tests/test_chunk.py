@@ -11,7 +11,8 @@ import pytest
 
 from rag.ingest.chunk import chunk_document, chunk_id, split_sentences
 from rag.ingest.cleaning import label_sections
-from rag.ingest.read import BYTES_PER_MB, discover, read_document
+from rag.ingest.discovery import discover
+from rag.ingest.read import BYTES_PER_MB, read_document
 from rag.types import Chunk, Document, Section
 
 TokenCounter = Callable[[str], int]

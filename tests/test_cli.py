@@ -123,7 +123,7 @@ def test_stale_index_asks_for_rebuild(seed_index) -> None:  # type: ignore[no-un
 
 
 def test_batch_json_answers_every_line_and_reports_bad_ones(seed_index, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from rag.answering.models import pull
+    from rag.answering.model_pull import pull
     from rag.settings import Settings
 
     pull("gemma-3-270m-q4_k_m", Settings().model_dir)  # the tiny model: this tests plumbing, not quality

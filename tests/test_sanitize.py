@@ -79,7 +79,7 @@ def qwen() -> Any:
     """The default model's tokenizer only (`vocab_only`: no weights are read into memory)."""
     from llama_cpp import Llama
 
-    from rag.answering.models import pull
+    from rag.answering.model_pull import pull
     from rag.settings import Settings
 
     settings = Settings()

@@ -136,7 +136,7 @@ def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def small_model() -> Path:
-    from rag.answering.models import pull
+    from rag.answering.model_pull import pull
 
     return pull(SMALL_MODEL, Settings().model_dir)
 

@@ -4,9 +4,10 @@
 sentences with their spans, `select` chooses the evidence, `phrase` has the model
 write a short answer and checks it with `cite`; `conversation` links a follow-up to
 the question before it. The model behind it is a `generate.ChatModel` (llama.cpp
-in-process, or a server through `llm_client`), found by `models`, prompted from the
-files that `prompts` loads. `pipeline.Pipeline` wires the index, retrieval and the
-model together for every command. Left out: building the index (rag.index), ranking
+in-process, or a server through `llm_client`), found by `models`, checked on disk
+by `model_files` and fetched by `model_pull`, prompted from the files that
+`prompts` loads. `pipeline.Pipeline` wires the index, retrieval and the model
+together for every command. Left out: building the index (rag.index), ranking
 passages (rag.retrieval), scoring answers (rag.evaluation) and any rendering (rag.ui).
 
 Each name below is imported from its module on first use (PEP 562 `__getattr__`), so
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
     from rag.answering.conversation import Turn, previous_question
     from rag.answering.generate import LocalLLM
     from rag.answering.llm_client import ServerChatModel
-    from rag.answering.models import KNOWN_MODELS, list_models, pull, resolve_model, verify
+    from rag.answering.model_files import list_models, verify
+    from rag.answering.model_pull import pull
+    from rag.answering.models import KNOWN_MODELS, resolve_model
     from rag.answering.phrase import check_phrasing, phrase_messages, refusal_probability
     from rag.answering.pipeline import Pipeline
     from rag.answering.prompts import Prompt, load_prompt
@@ -75,10 +78,10 @@ _EXPORTS = {
     "LocalLLM": "rag.answering.generate",
     "ServerChatModel": "rag.answering.llm_client",
     "KNOWN_MODELS": "rag.answering.models",
-    "list_models": "rag.answering.models",
-    "pull": "rag.answering.models",
+    "list_models": "rag.answering.model_files",
+    "verify": "rag.answering.model_files",
+    "pull": "rag.answering.model_pull",
     "resolve_model": "rag.answering.models",
-    "verify": "rag.answering.models",
     "check_phrasing": "rag.answering.phrase",
     "phrase_messages": "rag.answering.phrase",
     "refusal_probability": "rag.answering.phrase",

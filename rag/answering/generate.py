@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from rag.answering.chat_model import Usage
 from rag.answering.llama_loading import load_llama, open_context_on
-from rag.answering.models import file_sha256
+from rag.answering.model_files import file_sha256
 from rag.answering.prefix_store import MIN_STORED_PREFIX_TOKENS, PrefixStore
 from rag.errors import PromptError
 

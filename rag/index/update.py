@@ -1009,7 +1009,8 @@ def update_index(
     published: where a crash must leave the published version untouched (tests stall
     there and kill the writer).
     """
-    from rag.ingest.read import READERS, discover, given_files
+    from rag.ingest.discovery import discover, given_files
+    from rag.ingest.read import READERS
 
     started = time.perf_counter()
     cwd = cwd or Path.cwd()

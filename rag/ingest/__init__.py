@@ -1,7 +1,7 @@
 """Ingest: from files on disk to Documents with canonical text, metadata, sections and chunks.
 
-`read` finds the input files and reads each into Documents (the one way to the
-canonical text that every span points into), `formats` extracts web pages, PDFs and
+`discovery` finds the input files, `read` reads each into Documents (the one way to
+the canonical text that every span points into), `formats` extracts web pages, PDFs and
 CSV/JSONL collections, `metadata` finds author, date and outlet in the text,
 `cleaning` labels body, comments and boilerplate, and `chunk` cuts sections into
 sentence-aligned chunks. Left out: embedding, storing and the index on disk
@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rag.ingest.chunk import CHUNKER_VERSION, chunk_document, split_sentences
     from rag.ingest.cleaning import OUTLETS, RULES, label_sections
+    from rag.ingest.discovery import discover
     from rag.ingest.formats import EXTRACTOR_VERSION, extractor_fingerprint
     from rag.ingest.formats.collection import CollectionOptions
     from rag.ingest.metadata import extract_metadata, metadata_fingerprint, parse_date
-    from rag.ingest.read import READERS, decode_file, discover, read_document, read_documents, read_source
+    from rag.ingest.read import READERS, decode_file, read_document, read_documents, read_source
 
 __all__ = [
     "CHUNKER_VERSION",
@@ -56,12 +57,12 @@ _EXPORTS = {
     "EXTRACTOR_VERSION": "rag.ingest.formats",
     "extractor_fingerprint": "rag.ingest.formats",
     "CollectionOptions": "rag.ingest.formats.collection",
+    "discover": "rag.ingest.discovery",
     "extract_metadata": "rag.ingest.metadata",
     "metadata_fingerprint": "rag.ingest.metadata",
     "parse_date": "rag.ingest.metadata",
     "READERS": "rag.ingest.read",
     "decode_file": "rag.ingest.read",
-    "discover": "rag.ingest.read",
     "read_document": "rag.ingest.read",
     "read_documents": "rag.ingest.read",
     "read_source": "rag.ingest.read",

@@ -1,24 +1,22 @@
-"""Find input files and turn them into Documents with canonical text, metadata and sections.
+"""Turn one input file into Documents with canonical text, metadata and sections.
 
-`discover` expands the paths given to `rag index` into supported files (plus the reasons
-others were skipped). Supported formats are the `READERS` registry, one entry per
-suffix: text files are decoded here (`decode_file`); saved web pages, PDFs and
-collections (CSV/JSONL, one article per row) are read by `rag.ingest.formats`.
+Supported formats are the `READERS` registry, one entry per suffix: text files are
+decoded here (`decode_file`); saved web pages, PDFs and collections (CSV/JSONL, one
+article per row) are read by `rag.ingest.formats`.
 `read_documents` turns one file into its documents (a collection gives one per row,
 `file.csv#row=17`), adding hash, title, metadata (`rag.ingest.metadata`) and section labels
 (`rag.ingest.cleaning`); `read_source` gives the document behind any indexed source, the one
 way to get the canonical text that every span in the system points into.
 Whitespace is never collapsed in the canonical text; `normalize_whitespace` does that
-for display and embedding only. Chunking and indexing live elsewhere.
+for display and embedding only. Finding the input files is `rag.ingest.discovery`'s
+job; chunking and indexing live elsewhere.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import re
-import stat
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +51,7 @@ def read_limited(path: Path, max_bytes: int) -> bytes:
         with path.open("rb") as handle:
             data = handle.read(max_bytes + 1)
     except OSError as error:
-        raise InputError(f"Cannot read {path}: {_os_reason(error)} — check the file") from error
+        raise InputError(f"Cannot read {path}: {os_reason(error)} — check the file") from error
     if len(data) > max_bytes:
         raise InputError(
             f"{path.name} grew past the {_format_mb(max_bytes)} MB limit while reading — try again"
@@ -103,7 +101,8 @@ def _format_mb(size: float) -> str:
     return f"{megabytes:.0f}" if megabytes >= 10 else f"{megabytes:.1f}".removesuffix(".0")
 
 
-def _os_reason(error: OSError) -> str:
+def os_reason(error: OSError) -> str:
+    """Why a file could not be read or looked at, in a few words for a one-line message."""
     if error.errno == errno.ELOOP:
         return "symlink loop"
     if error.errno == errno.EACCES:
@@ -128,150 +127,9 @@ READERS: dict[str, Format] = {
 }
 
 
-def _source_label(path: Path, cwd: Path) -> str:
-    """Path relative to `cwd` when below it, else the resolved absolute path."""
-    if path.is_relative_to(cwd):
-        return path.relative_to(cwd).as_posix()
-    try:
-        return str(path.resolve())
-    except (OSError, RuntimeError):  # a symlink loop (RuntimeError in Python 3.11): name it as found
-        return str(path)
-
-
-def _supported_list() -> str:
+def supported_list() -> str:
+    """The supported suffixes, for messages that name what can be indexed."""
     return ", ".join(sorted(READERS))
-
-
-class _Discovery:
-    """One `discover` call: what was found and skipped so far, and which files and directories were seen."""
-
-    def __init__(self, cwd: Path, follow_symlinks: bool) -> None:
-        self.cwd = cwd
-        self.follow_symlinks = follow_symlinks
-        self.found: list[tuple[Path, str]] = []
-        self.skipped: list[tuple[str, str]] = []
-        self.seen_files: dict[tuple[int, int], str] = {}
-        self.visited_dirs: set[tuple[int, int]] = set()
-
-    def take_file(self, path: Path, status: os.stat_result, explicit: bool) -> None:
-        """Take a supported, readable regular file once; say why not only when it was given explicitly."""
-        source = _source_label(path, self.cwd)
-        if not stat.S_ISREG(status.st_mode):
-            if explicit:
-                self.skipped.append((source, "not a regular file"))
-            return
-        if path.suffix.lower() not in READERS:
-            if explicit:
-                kind = f"file type {path.suffix}" if path.suffix else "file without suffix"
-                self.skipped.append((source, f"unsupported {kind} (supported: {_supported_list()})"))
-            return
-        key = (status.st_dev, status.st_ino)
-        if key in self.seen_files:
-            if self.seen_files[key] != source:
-                self.skipped.append((source, f"same file as {self.seen_files[key]}"))
-            return
-        if not os.access(path, os.R_OK, effective_ids=os.access in os.supports_effective_ids):
-            self.skipped.append((source, "permission denied"))
-            return
-        self.seen_files[key] = source
-        self.found.append((path, source))
-
-    def walk(self, root: Path, root_status: os.stat_result) -> None:
-        """Take every supported file below the directory `root`, depth first in name order."""
-        self.visited_dirs.add((root_status.st_dev, root_status.st_ino))
-        resolved_root = root.resolve()
-        pending = [root]
-        while pending:
-            directory = pending.pop()
-            try:
-                entries = sorted(os.scandir(directory), key=lambda entry: entry.name, reverse=True)
-            except OSError as error:
-                reason = f"cannot list directory: {_os_reason(error)}"
-                self.skipped.append((_source_label(directory, self.cwd), reason))
-                continue
-            for entry in entries:
-                if not entry.name.startswith("."):
-                    self._visit(entry, root, resolved_root, pending)
-
-    def _visit(self, entry: os.DirEntry[str], root: Path, resolved_root: Path, pending: list[Path]) -> None:
-        """Take one directory entry: a file now, a directory onto `pending`, unless it is to be skipped."""
-        path = Path(entry.path)
-        try:
-            status = path.stat()
-        except OSError as error:
-            if entry.is_symlink() or path.suffix.lower() in READERS:
-                self.skipped.append((_source_label(path, self.cwd), _os_reason(error)))
-            return
-        if self._leaves_root(entry, path, status, resolved_root):
-            link = path.relative_to(self.cwd).as_posix() if path.is_relative_to(self.cwd) else str(path)
-            reason = f"symlink to {path.resolve()}, outside {root} — pass --follow-symlinks to index it"
-            self.skipped.append((link, reason))
-            return
-        if not stat.S_ISDIR(status.st_mode):
-            self.take_file(path, status, explicit=False)
-            return
-        key = (status.st_dev, status.st_ino)
-        if key in self.visited_dirs:
-            self.skipped.append((_source_label(path, self.cwd), "symlink loop (directory already scanned)"))
-            return
-        self.visited_dirs.add(key)
-        pending.append(path)
-
-    def _leaves_root(
-        self, entry: os.DirEntry[str], path: Path, status: os.stat_result, resolved_root: Path
-    ) -> bool:
-        """Whether a directory or supported file is a symlink out of the given directory (not followed)."""
-        taken = stat.S_ISDIR(status.st_mode) or path.suffix.lower() in READERS
-        return (
-            taken
-            and entry.is_symlink()
-            and not self.follow_symlinks
-            and not path.resolve().is_relative_to(resolved_root)
-        )
-
-
-def discover(
-    paths: Sequence[Path], cwd: Path, follow_symlinks: bool = False
-) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
-    """Expand files and directories into (path, source) pairs of supported files, sorted.
-
-    Directories are walked recursively (hidden entries skipped, unsupported suffixes
-    ignored, directory symlinks followed once). A symlink found in a directory that
-    leads outside that given directory (e.g. to /etc/passwd) is skipped unless
-    `follow_symlinks`; paths given explicitly are always taken. Returns the files and
-    (path, reason) for everything that could not be taken. Raises InputError for a
-    path that does not exist at all.
-    """
-    cwd = Path(os.path.abspath(cwd))
-    discovery = _Discovery(cwd, follow_symlinks)
-    found, skipped = discovery.found, discovery.skipped
-    for given in paths:
-        path = Path(os.path.abspath(cwd / given))
-        if not os.path.lexists(path):
-            raise InputError(f"No such file or directory: {given} — check the path")
-        try:
-            status = path.stat()
-        except OSError as error:
-            skipped.append((_source_label(path, cwd), _os_reason(error)))
-            continue
-        if stat.S_ISDIR(status.st_mode):
-            start = len(found)
-            discovery.walk(path, status)
-            found[start:] = sorted(found[start:], key=lambda pair: pair[1])
-        else:
-            discovery.take_file(path, status, explicit=True)
-    return found, skipped
-
-
-def given_files(paths: Sequence[Path], cwd: Path, format_name: str) -> list[tuple[Path, str]]:
-    """(path, source) of files named directly, for `rag index --format`: read whatever their suffix."""
-    found = []
-    for given in paths:
-        path = Path(os.path.abspath(cwd / given))
-        if not path.is_file():
-            raise InputError(f"--format {format_name} reads files: {given} is not a file — name the file")
-        found.append((path, _source_label(path, cwd)))
-    return found
 
 
 _WHITESPACE_RUN = re.compile(r"[^\S\n]+")
@@ -311,7 +169,7 @@ def extract(path: Path, source: str, max_bytes: int) -> Extraction:
         return extract_pdf(read_limited(path, max_bytes), path.name)
     if kind == "text":
         return Extraction(decode_file(path, max_bytes))
-    raise InputError(f"{source}: unsupported file type (supported: {_supported_list()}) — convert it to text")
+    raise InputError(f"{source}: unsupported file type (supported: {supported_list()}) — convert it to text")
 
 
 def read_document(path: Path, source: str, max_bytes: int) -> Document:

@@ -271,7 +271,7 @@ class Retriever:
             titled = frozenset().union(*(s for found in mentions for m, s in found if m.re is _QUOTED))
             if titled:
                 name_free = [i for i in range(len(variants)) if i >= len(mentions) or not mentions[i]]
-                in_titled = np.array([self.reader.chunks[c].source in titled for c in candidates])
+                in_titled = self._in_sources(candidates, titled)
                 keyword = np.where(in_titled, standardized[name_free].max(axis=0), keyword)
             signals.append(keyword)
             weights.append(settings.bm25_weight)
@@ -281,13 +281,13 @@ class Retriever:
                 weights.append(weight)
         fused = fuse_scores(signals, weights)
         if named:
-            fused += (
-                DOCUMENT_HINT_BONUS
-                * sum(weights)
-                * np.array([self.reader.chunks[c].source in named for c in candidates])
-            )
+            fused += DOCUMENT_HINT_BONUS * sum(weights) * self._in_sources(candidates, named)
         order = np.argsort(-fused, kind="stable")
         return [(candidates[i], float(fused[i])) for i in order]
+
+    def _in_sources(self, candidates: Sequence[str], sources: frozenset[str]) -> np.ndarray:
+        """Whether each candidate chunk comes from one of `sources` (a bool per candidate)."""
+        return np.array([self.reader.chunks[c].source in sources for c in candidates])
 
     def _keyword_scores(self, text: str, candidates: list[str], hits: dict[str, float]) -> np.ndarray:
         """BM25 scores of every candidate (those outside the top hits are looked up)."""

@@ -583,7 +583,7 @@ def models_group() -> None:
 @click.pass_context
 def models_pull(ctx: click.Context, name: str | None) -> None:
     """Download, join and verify a known model (default: the default LLM)."""
-    from rag.answering.models import pull
+    from rag.answering.model_pull import pull
 
     settings = _settings(ctx)
     started = time.perf_counter()
@@ -599,7 +599,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     """Show known and present models with their hashes."""
     from dataclasses import asdict
 
-    from rag.answering.models import list_models
+    from rag.answering.model_files import list_models
 
     statuses = list_models(_settings(ctx).model_dir)
     rows = [{**asdict(status), "path": str(status.path)} for status in statuses]
@@ -620,7 +620,7 @@ def models_verify(ctx: click.Context) -> None:
     """Re-check size and sha256 of every present model."""
     from dataclasses import asdict
 
-    from rag.answering.models import verify_all
+    from rag.answering.model_files import verify_all
 
     results = verify_all(_settings(ctx).model_dir)
     bad = 0

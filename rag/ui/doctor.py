@@ -1,7 +1,7 @@
 """`rag doctor`: check the whole installation in one command, one result per check with its fix.
 
 `run_checks` looks at, in order: Python; the installed libraries; the model file
-(size and sha256 against `rag.answering.models.KNOWN_MODELS`, via `rag.answering.models.verify`);
+(size and sha256 against `rag.answering.models.KNOWN_MODELS`, via `rag.answering.model_files.verify`);
 llama.cpp's build (its system info: AMX is a failure, because ggml's AMX kernels
 crash on the first decode on some Intel CPUs, virtualised ones in particular);
 a one-token generation with the configured model; the packaged embedding models
@@ -108,7 +108,8 @@ def check_libraries() -> Check:
 
 def check_model_file(settings: Settings) -> tuple[Check, Path | None]:
     """Size and full sha256 of the configured model; the path when it can be loaded."""
-    from rag.answering.models import display_path, resolve_model, verify
+    from rag.answering.model_files import verify
+    from rag.answering.models import display_path, resolve_model
 
     try:
         path = resolve_model(settings)
