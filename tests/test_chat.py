@@ -30,7 +30,8 @@ from rag.answering.pipeline import Pipeline
 from rag.errors import InputError
 from rag.settings import DEFAULT_LLM, Settings
 from rag.types import SearchFilters
-from rag.ui.repl import ChatSession, Command, parse_command, parse_filter, run_chat
+from rag.ui.repl import ChatSession, run_chat
+from rag.ui.slash_commands import Command, parse_command, parse_filter
 
 if TYPE_CHECKING:
     from conftest import SeedIndex

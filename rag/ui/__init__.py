@@ -1,10 +1,14 @@
 """The user interface: the `rag` command line, the `rag chat` loop and `rag doctor`.
 
-`cli` parses flags, calls one core function and renders with rich (`render`); `repl`
-is the interactive chat; `supervise` runs commands that load llama.cpp in a forked
-child so a native crash becomes one line; `doctor` checks the installation, with
-llama.cpp only in a child process (`python -m rag.ui.doctor`). Left out: every
-decision about retrieval and answering, which lives in the stages below.
+`cli` holds the click group and the `rag` entry point; the commands live by what users
+do with them (`commands_index`, `commands_ask`, `commands_eval`, `commands_setup`),
+sharing their flags (`options`) and their consoles (`output`). Each parses flags, calls
+one core function and renders with rich (`render`). `repl` is the interactive chat,
+with its slash commands in `slash_commands` and its line editing in `chat_prompt`;
+`supervise` runs commands that load llama.cpp in a forked child so a native crash
+becomes one line; `doctor` checks the installation, with llama.cpp only in a child
+process (`python -m rag.ui.doctor`). Left out: every decision about retrieval and
+answering, which lives in the stages below.
 
 Each name below is imported from its module on first use (PEP 562 `__getattr__`), so
 importing one module of the stage does not import the rest of it.

@@ -16,7 +16,7 @@ on import or on the first decode becomes a failed check that names the fix
 ("reinstall with `make setup`") instead of killing the doctor. The child is a
 plain module entry point: nothing in it exists for tests.
 
-It never prints; `rag.ui.cli` renders the table. Left out: repairing anything (each
+It never prints; `rag.ui.commands_setup` renders the table. Left out: repairing anything (each
 failure names the command that does).
 """
 

@@ -1,4 +1,4 @@
-"""Rich rendering of answers, shared by `rag ask` (rag/ui/cli.py) and `rag chat` (rag/ui/repl.py).
+"""Rich rendering of answers, shared by `rag ask` (rag/ui/commands_ask.py) and `rag chat` (rag/ui/repl.py).
 
 `stream_answer` runs `rag.answering.answer.ask` with live token display and `render_answer`
 prints the verified result with its sources table. Text from documents, file

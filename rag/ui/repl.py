@@ -2,22 +2,23 @@
 
 Every question goes through `rag.answering.answer.ask` with the conversation so far as
 `history`; `ask` rewrites follow-ups into standalone questions and keeps the
-history within its token budget (`rag.answering.conversation`). This module only reads
-input (prompt_toolkit line editing with a persistent history file, or one
-question per line when stdin is not a terminal), runs slash commands, and renders
-with rich through `rag.ui.render`, exactly as `rag ask` does. Text from documents,
-the model and the user is always printed through `rag.ui.render.safe_text`: plain
-`Text`, never rich markup, never a terminal escape sequence.
-Left out: flag parsing (rag/ui/cli.py) and any retrieval or answering logic.
+history within its token budget (`rag.answering.conversation`). This module holds the
+conversation (`ChatSession`), runs its slash commands, and loops over input: the
+prompt of `rag.ui.chat_prompt` on a terminal, or one question per line when stdin is
+not one. It renders with rich through `rag.ui.render`, exactly as `rag ask` does. Text
+from documents, the model and the user is always printed through
+`rag.ui.render.safe_text`: plain `Text`, never rich markup, never a terminal escape
+sequence. Left out: flag parsing (rag/ui/commands_ask.py), the syntax of the slash
+commands (rag/ui/slash_commands.py), line editing (rag/ui/chat_prompt.py) and any
+retrieval or answering logic.
 """
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, get_args
 
@@ -30,130 +31,22 @@ from rag.errors import InputError, RagError
 from rag.text.language import Language
 from rag.text.sanitize import json_line
 from rag.types import SearchFilters
+from rag.ui.chat_prompt import MULTILINE_HINT, PROMPT, default_history_file, prompt_session
 from rag.ui.render import error_line, render_answer, safe_text, status_line, stream_answer
+from rag.ui.slash_commands import (
+    COMMANDS,
+    MAX_K,
+    Command,
+    conversation_markdown,
+    describe_filters,
+    int_argument,
+    parse_command,
+    parse_filter,
+)
 
 if TYPE_CHECKING:
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.key_binding import KeyBindings
-
     from rag.answering.answer import Answer
     from rag.answering.pipeline import Pipeline
-
-MAX_K = 20
-PROMPT = "rag› "
-CONTINUATION = "   … "
-MULTILINE_HINT = "Esc+Enter or a trailing \\ continues on a new line"
-
-COMMANDS: dict[str, tuple[str, str]] = {
-    "help": ("/help", "show this list"),
-    "sources": ("/sources [n]", "list the last answer's passages, or show passage n in full"),
-    "k": ("/k N", f"give the model N passages (1–{MAX_K})"),
-    "comments": ("/comments on|off", "also search reader comments, or not"),
-    "filter": (
-        "/filter source=… outlet=… since=… until=… | clear",
-        "restrict retrieval; no argument shows it",
-    ),
-    "model": ("/model", "show the loaded model"),
-    "reset": ("/reset", "forget the conversation (follow-ups start fresh)"),
-    "save": ("/save FILE", "write the conversation as Markdown with citations and sources"),
-    "exit": ("/exit", "quit (also /quit, Ctrl-D, or Ctrl-C at an empty prompt)"),
-}
-ALIASES = {"quit": "exit", "q": "exit", "?": "help"}
-FILTER_KEYS = ("source", "outlet", "since", "until")
-
-
-def default_history_file() -> Path:
-    """Where typed questions are remembered between sessions."""
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("rag")) / "chat_history"
-
-
-@dataclass(frozen=True)
-class Command:
-    """A parsed slash command: `/filter outlet=taz` is Command("filter", ("outlet=taz",))."""
-
-    name: str
-    args: tuple[str, ...] = ()
-
-
-def parse_command(line: str) -> Command | None:
-    """The slash command on `line`, or None when the line is a question.
-
-    Arguments are split shell-style, so `/save "my chat.md"` keeps the space.
-    """
-    text = line.strip()
-    if not text.startswith("/"):
-        return None
-    try:
-        words = shlex.split(text[1:])
-    except ValueError as error:
-        raise InputError(f"cannot read {text!r} ({error}) — close the quote") from None
-    if not words:
-        return Command("")
-    name = words[0].lower()
-    return Command(ALIASES.get(name, name), tuple(words[1:]))
-
-
-def parse_filter(args: tuple[str, ...], current: SearchFilters) -> SearchFilters:
-    """Apply `/filter` arguments (key=value pairs, or `clear`) to the current filters."""
-    if args == ("clear",):
-        return SearchFilters(include_comments=current.include_comments)
-    changes: dict[str, object] = {}
-    sources: list[str] = []
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        key = key.strip().lower()
-        if not sep or key not in FILTER_KEYS or not value.strip():
-            raise InputError(
-                f"cannot use {arg!r} — write /filter {' | '.join(f'{k}=…' for k in FILTER_KEYS)} | clear"
-            )
-        value = value.strip()
-        if key == "source":
-            sources.append(value)
-        elif key == "outlet":
-            changes["outlet"] = value
-        else:
-            try:
-                date.fromisoformat(value)
-            except ValueError:
-                raise InputError(f"{key}={value} is not a date — write {key}=YYYY-MM-DD") from None
-            changes["date_from" if key == "since" else "date_to"] = value
-    if sources:
-        changes["sources"] = tuple(sources)
-    return replace(current, **changes)  # type: ignore[arg-type]
-
-
-def describe_filters(filters: SearchFilters) -> str:
-    """One line naming the active filters."""
-    parts = [f"source={s}" for s in filters.sources]
-    if filters.outlet:
-        parts.append(f"outlet={filters.outlet}")
-    if filters.date_from:
-        parts.append(f"since={filters.date_from}")
-    if filters.date_to:
-        parts.append(f"until={filters.date_to}")
-    parts.append(f"comments={'on' if filters.include_comments else 'off'}")
-    return " ".join(parts)
-
-
-def conversation_markdown(answers: list[Answer], title: str) -> str:
-    """The conversation as Markdown: each question, its answer with [n] markers, and its sources."""
-    lines = [f"# {title}", ""]
-    for number, result in enumerate(answers, 1):
-        lines += [f"## {number}. {result.question}", ""]
-        if result.previous_question:
-            lines += [f"*Read with:* {result.previous_question}", ""]
-        lines += [result.answer, ""]
-        if result.citations:
-            lines += ["Sources:", ""]
-            for citation in result.citations:
-                lines.append(
-                    f"- [{citation.n}] {citation.title} — `{citation.source}`, "
-                    f"characters {citation.start}–{citation.end}: “{citation.quote}”"
-                )
-            lines.append("")
-    return "\n".join(lines)
 
 
 @dataclass
@@ -272,7 +165,7 @@ class ChatSession:
                 )
             self.console.print(table)
             return
-        n = _int_argument(args, "/sources n", 1, len(passages))
+        n = int_argument(args, "/sources n", 1, len(passages))
         passage = passages[n - 1]
         about = " · ".join(part for part in (passage.outlet, passage.date, passage.section) if part)
         self.console.print(safe_text(f"[{n}] {passage.title}", style="bold"))
@@ -287,7 +180,7 @@ class ChatSession:
 
     def set_k(self, args: tuple[str, ...]) -> None:
         if args:
-            self.k = _int_argument(args, "/k N", 1, MAX_K)
+            self.k = int_argument(args, "/k N", 1, MAX_K)
         self.console.print(Text(f"k = {self.k or self.pipeline.settings.top_k} passages"))
 
     def set_comments(self, args: tuple[str, ...]) -> None:
@@ -347,13 +240,6 @@ class ChatSession:
         except OSError as error:
             raise InputError(f"cannot write {path} ({error.strerror}) — choose another file") from None
         self.console.print(safe_text(f"Saved {len(self.answers)} turn(s) to {path}"))
-
-
-def _int_argument(args: tuple[str, ...], usage: str, low: int, high: int) -> int:
-    """The single integer argument within [low, high], or a one-line InputError."""
-    if len(args) == 1 and args[0].isdigit() and low <= int(args[0]) <= high:
-        return int(args[0])
-    raise InputError(f"write {usage} with a number from {low} to {high}")
 
 
 # ---------------------------------------------------------------------------
@@ -421,7 +307,7 @@ def _run_lines(chat: ChatSession, stdin: TextIO, err_console: Console) -> int:
 
 def _run_interactive(chat: ChatSession, history_file: Path) -> None:
     """The prompt loop: Ctrl-C stops the current answer; Ctrl-C on an empty prompt or Ctrl-D quits."""
-    session = _prompt_session(history_file)
+    session = prompt_session(history_file)
     while True:
         try:
             line = session.prompt(PROMPT)
@@ -436,56 +322,3 @@ def _run_interactive(chat: ChatSession, history_file: Path) -> None:
             chat.console.print(Text("(interrupted)", style="yellow"))
         except RagError as error:
             chat.console.print(error_line(error))
-
-
-def _prompt_session(history_file: Path) -> PromptSession[str]:
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
-    from prompt_toolkit.history import FileHistory
-
-    try:
-        history_file.parent.mkdir(parents=True, exist_ok=True)
-        history_file.touch(exist_ok=True)
-    except OSError as error:
-        raise RagError(
-            f"cannot use the history file {history_file} ({error.strerror}) — pass --history-file"
-        ) from None
-    return PromptSession(
-        history=FileHistory(str(history_file)),
-        auto_suggest=AutoSuggestFromHistory(),
-        multiline=True,
-        key_bindings=_key_bindings(),
-        prompt_continuation=CONTINUATION,
-    )
-
-
-def _key_bindings() -> KeyBindings:
-    """Enter sends (a trailing backslash continues); Esc+Enter adds a line; Ctrl-C clears or quits."""
-    from prompt_toolkit.enums import DEFAULT_BUFFER
-    from prompt_toolkit.filters import has_focus
-    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-
-    bindings = KeyBindings()
-    editing = has_focus(DEFAULT_BUFFER)
-
-    @bindings.add("enter", filter=editing)
-    def _send(event: KeyPressEvent) -> None:
-        buffer = event.current_buffer
-        if buffer.document.is_cursor_at_the_end and buffer.text.endswith("\\"):
-            buffer.delete_before_cursor(1)
-            buffer.insert_text("\n")
-        else:
-            buffer.validate_and_handle()
-
-    @bindings.add("escape", "enter", filter=editing)
-    def _newline(event: KeyPressEvent) -> None:
-        event.current_buffer.insert_text("\n")
-
-    @bindings.add("c-c", filter=editing)
-    def _clear_or_quit(event: KeyPressEvent) -> None:
-        if event.current_buffer.text:
-            event.current_buffer.reset()
-        else:
-            event.app.exit(exception=KeyboardInterrupt, style="class:aborting")
-
-    return bindings
