@@ -37,7 +37,8 @@ from rag.ui.render import error_line, render_answer, safe_text, span_label, stre
 if TYPE_CHECKING:
     from rag.answering.answer import Answer
     from rag.answering.pipeline import Pipeline
-    from rag.evaluation.evaluate import Comparison, EvalRun
+    from rag.evaluation.compare import Comparison
+    from rag.evaluation.run import EvalRun
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # errors stay one line
@@ -724,26 +725,29 @@ def eval_cmd(
       rag eval --min answer_correct=0.6 --max false_refusal_rate=0.3
       rag eval --compare evals/runs/A evals/runs/B
     """
-    from rag.evaluation import evaluate
+    from rag.evaluation.compare import compare_runs
+    from rag.evaluation.questions import load_questions
+    from rag.evaluation.run import default_run_dir, run_eval
+    from rag.evaluation.thresholds import check_thresholds, parse_thresholds
 
     if compare:
-        _print_comparison(evaluate.compare_runs(*compare))
+        _print_comparison(compare_runs(*compare))
         return
-    floors, ceilings = evaluate.parse_thresholds(minimums), evaluate.parse_thresholds(maximums)
-    questions = evaluate.load_questions(questions_file)
+    floors, ceilings = parse_thresholds(minimums), parse_thresholds(maximums)
+    questions = load_questions(questions_file)
     pipeline = _pipeline(_settings(ctx, top_k=k))
     with _progress("Evaluating") as update:
-        run = evaluate.run_eval(
+        run = run_eval(
             pipeline,
             questions,
-            out_dir or evaluate.default_run_dir(),
+            out_dir or default_run_dir(),
             retrieval_only=retrieval_only,
             oracle=oracle,
             limit=limit,
             on_progress=update,
         )
     _print_run(run)
-    evaluate.check_thresholds(run.summary["overall"], floors, ceilings)
+    check_thresholds(run.summary["overall"], floors, ceilings)
 
 
 def _print_comparison(comparison: Comparison) -> None:
