@@ -140,17 +140,18 @@ def test_given_passages_are_answered_from_without_searching(
 def test_oracle_eval_answers_from_the_gold_evidence_alone(
     seed_index, minilm, multilingual, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    from rag.evaluation.evaluate import load_questions, run_eval
+    from rag.evaluation.questions import load_questions
+    from rag.evaluation.run import run_eval
 
     questions = load_questions(Path(__file__).parents[1] / "evals" / "questions.jsonl")
     pipeline, llm = _scripted(seed_index, minilm, multilingual, refusal=0.9)
     run = run_eval(pipeline, questions, tmp_path / "run", oracle=True, limit=2)
     assert run.summary["run"]["mode"] == "oracle"
     by_id = {q.id: q for q in questions.questions}
-    for record in run.results:
-        gold = by_id[record["id"]].evidence
-        assert [p["text"] for p in record["passages"]][: len(gold)] == [span.text for span in gold]
-        assert record["scores"]["context_recall"] == 1.0 and record["refused"]
+    for result in run.results:
+        gold = by_id[result.id].evidence
+        assert [p["text"] for p in result.shown][: len(gold)] == [span.text for span in gold]
+        assert result.mode == "oracle" and result.scores["context_recall"] == 1.0 and result.refused
     assert any("Korybko" in m[-1]["content"] for m in llm.scored)  # q001's byline reached the model
 
 
@@ -158,7 +159,8 @@ def test_oracle_names_an_evidence_file_that_is_not_indexed(seed_index, minilm, m
     from dataclasses import replace
 
     from rag.errors import EvalError
-    from rag.evaluation.evaluate import gold_passages, load_questions
+    from rag.evaluation.one_question import gold_passages
+    from rag.evaluation.questions import load_questions
 
     questions = load_questions(Path(__file__).parents[1] / "evals" / "questions.jsonl")
     first = questions.questions[0]
@@ -174,7 +176,8 @@ def test_oracle_and_retrieval_only_exclude_each_other(
     seed_index, minilm, multilingual, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     from rag.errors import EvalError
-    from rag.evaluation.evaluate import load_questions, run_eval
+    from rag.evaluation.questions import load_questions
+    from rag.evaluation.run import run_eval
 
     questions = load_questions(Path(__file__).parents[1] / "evals" / "questions.jsonl")
     pipeline, _ = _scripted(seed_index, minilm, multilingual)

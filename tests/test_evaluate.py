@@ -1,6 +1,6 @@
 """Tests for `rag eval`: metric functions on hand-made results, question-set validation, and real runs.
 
-The metric tests use small hand-built records (pure logic). The run tests build a real index of the
+The metric tests use small hand-built results (pure logic). The run tests build a real index of the
 seed articles with the real MiniLM in a temporary directory and run the real question set through
 retrieval; one slow test runs the full pipeline with the default model on three questions.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +18,16 @@ from click.testing import CliRunner
 
 from rag.answering.pipeline import Pipeline
 from rag.errors import EvalError
-from rag.evaluation.evaluate import (
-    EvalRun,
-    PairedTest,
-    Question,
-    Span,
-    check_thresholds,
-    citation_scores,
-    compare_runs,
-    corpus_index_dir,
-    load_questions,
-    missing_facts,
-    outcome,
-    parse_thresholds,
-    percentile,
-    retrieval_scores,
-    run_eval,
-    score_result,
-    summarize,
-    summarize_groups,
-    without_absent_corpora,
-)
+from rag.evaluation.compare import PairedTest, compare_runs, outcome
+from rag.evaluation.corpora import corpus_index_dir, without_absent_corpora
 from rag.evaluation.metrics import METRIC_KEYS
+from rag.evaluation.questions import Question, Span, load_questions
 from rag.evaluation.report import find_previous_summary
+from rag.evaluation.results import QuestionResult
+from rag.evaluation.run import EvalRun, run_eval
+from rag.evaluation.scoring import citation_scores, missing_facts, retrieval_scores, score_result
+from rag.evaluation.summary import percentile, summarize, summarize_groups
+from rag.evaluation.thresholds import check_thresholds, parse_thresholds
 from rag.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -78,26 +66,32 @@ UNANSWERABLE = {
 PASSAGE_TEXT = "Im Gegensatz zu anderen unterhält Kasachstan seit 1992 formelle Beziehungen zu Israel."
 
 
-def full_record(q: Question, answer: str, refused: bool = False, **extra: Any) -> dict[str, Any]:
-    """A scored full-mode record as run_eval writes it, from a hand-written answer."""
+def answer_result(q: Question, answer: str, refused: bool = False, **extra: Any) -> QuestionResult:
+    """A scored answer-mode result as run_eval makes it, from a hand-written answer (`extra`: ask fields)."""
     passage = {"n": 1, "source": "seeds/001.txt", "start": 90, "end": 210, "text": PASSAGE_TEXT}
-    record: dict[str, Any] = {
-        "id": q.id,
-        "type": q.type,
-        "lang": q.lang,
-        "answerable": q.answerable,
+    asked: dict[str, Any] = {
         "question": q.question,
         "answer": answer,
         "refused": refused,
         "raw": answer,
         "passages": [passage],
-        "retrieved": [passage],
         "timings_ms": {"first_token": 1000.0, "total": 3000.0},
         "tokens": {"prompt": 500, "completion": 40},
         **extra,
     }
-    record["scores"] = score_result(q, record)
-    return record
+    result = QuestionResult(
+        mode="answer",
+        id=q.id,
+        type=q.type,
+        lang=q.lang,
+        answerable=q.answerable,
+        question=q.question,
+        retrieved=[passage],
+        gold=q.gold_json(),
+        asked=asked,
+        missing_facts=missing_facts(answer, q.required_facts),
+    )
+    return replace(result, scores=score_result(q, result))
 
 
 # ---------------------------------------------------------------------------
@@ -181,16 +175,16 @@ def test_citation_scores_skip_a_refusal_and_what_follows_it() -> None:
 
 
 def test_score_result_and_summary_of_a_full_run() -> None:
-    records = [
-        full_record(question(id="q001"), "Seit 1992 unterhält Kasachstan Beziehungen zu Israel [1]."),
-        full_record(question(id="q002"), "Kasachstan unterhält Beziehungen zu Israel [1]."),  # fact missing
-        full_record(question(id="q003", lang="en", type="english"), "No.", refused=True),
-        full_record(question(id="q004", type="false-premise"), "Kasachstan hat seit 1992 Beziehungen [1]."),
-        full_record(question(id="q005", **UNANSWERABLE), "Keine Angabe.", refused=True),
-        full_record(question(id="q006", lang="en", **UNANSWERABLE), "Israel [1].", refused=False),
+    results = [
+        answer_result(question(id="q001"), "Seit 1992 unterhält Kasachstan Beziehungen zu Israel [1]."),
+        answer_result(question(id="q002"), "Kasachstan unterhält Beziehungen zu Israel [1]."),  # fact missing
+        answer_result(question(id="q003", lang="en", type="english"), "No.", refused=True),
+        answer_result(question(id="q004", type="false-premise"), "Kasachstan hat seit 1992 Beziehungen [1]."),
+        answer_result(question(id="q005", **UNANSWERABLE), "Keine Angabe.", refused=True),
+        answer_result(question(id="q006", lang="en", **UNANSWERABLE), "Israel [1].", refused=False),
     ]
-    assert [outcome(r) for r in records] == ["correct", "wrong", "refused", "correct", "refused", "answered"]
-    overall = summarize(records)
+    assert [outcome(r) for r in results] == ["correct", "wrong", "refused", "correct", "refused", "answered"]
+    overall = summarize(results)
     assert overall["questions"] == 6
     assert overall["answer_correct"] == 0.5  # 2 of the 4 answerable
     assert overall["false_refusal_rate"] == 0.25
@@ -204,7 +198,7 @@ def test_score_result_and_summary_of_a_full_run() -> None:
     assert overall["tokens_per_s"] == 20.0  # 40 tokens in the 2 s after the first one
     assert set(METRIC_KEYS) <= set(overall)
 
-    groups = summarize_groups(records)
+    groups = summarize_groups(results)
     assert list(groups["by_type"]) == ["fact", "english", "unanswerable", "false-premise"]
     assert groups["by_type"]["fact"]["answer_correct"] == 0.5
     assert groups["by_lang"]["en"]["questions"] == 2
@@ -278,11 +272,12 @@ def test_a_bad_line_is_an_eval_error_naming_the_line(tmp_path: Path) -> None:
 # Comparing runs
 
 
-def write_run(directory: Path, records: list[dict[str, Any]]) -> Path:
+def write_run(directory: Path, results: list[QuestionResult]) -> Path:
     directory.mkdir(parents=True)
-    summary = {"run": {"timestamp": directory.name}, **summarize_groups(records)}
+    summary = {"run": {"timestamp": directory.name, "mode": "full"}, **summarize_groups(results)}
     (directory / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
-    (directory / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    lines = "".join(json.dumps(r.to_json()) + "\n" for r in results)
+    (directory / "results.jsonl").write_text(lines, encoding="utf-8")
     return directory
 
 
@@ -290,10 +285,10 @@ def test_compare_lists_metric_changes_and_changed_outcomes(tmp_path: Path) -> No
     q1, q2 = question(id="q001"), question(id="q002", **UNANSWERABLE)
     run_a = write_run(
         tmp_path / "a",
-        [full_record(q1, "Kasachstan [1].", refused=True), full_record(q2, "Israel [1].")],
+        [answer_result(q1, "Kasachstan [1].", refused=True), answer_result(q2, "Israel [1].")],
     )
     correct = "Seit 1992 unterhält Kasachstan Beziehungen zu Israel [1]."
-    run_b = write_run(tmp_path / "b", [full_record(q1, correct), full_record(q2, "—", refused=True)])
+    run_b = write_run(tmp_path / "b", [answer_result(q1, correct), answer_result(q2, "—", refused=True)])
     comparison = compare_runs(run_a, run_b)
     deltas = {m.name: m for m in comparison.metrics}
     assert deltas["answer_correct"].delta == 1.0
@@ -317,8 +312,8 @@ def test_compare_command_shows_the_paired_test(tmp_path: Path) -> None:
 
     q1, q2 = question(id="q001"), question(id="q002")
     correct = "Seit 1992 unterhält Kasachstan Beziehungen zu Israel [1]."
-    run_a = write_run(tmp_path / "a", [full_record(q1, "—", refused=True), full_record(q2, correct)])
-    run_b = write_run(tmp_path / "b", [full_record(q1, correct), full_record(q2, "—", refused=True)])
+    run_a = write_run(tmp_path / "a", [answer_result(q1, "—", refused=True), answer_result(q2, correct)])
+    run_b = write_run(tmp_path / "b", [answer_result(q1, correct), answer_result(q2, "—", refused=True)])
     result = CliRunner().invoke(cli, ["eval", "--compare", str(run_a), str(run_b)])
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if "answer_correct" in line and "chance" in line)
@@ -337,6 +332,11 @@ def test_paired_test_counts_only_the_questions_that_changed() -> None:
 
 
 def test_compare_rejects_a_directory_that_is_no_run(tmp_path: Path) -> None:
+    with pytest.raises(EvalError, match="not a readable eval run"):
+        compare_runs(tmp_path, tmp_path)
+    # Without the run's mode the lines of results.jsonl cannot be read as results.
+    (tmp_path / "summary.json").write_text(json.dumps({"run": {}, "overall": {}}), encoding="utf-8")
+    (tmp_path / "results.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(EvalError, match="not a readable eval run"):
         compare_runs(tmp_path, tmp_path)
 
@@ -392,6 +392,8 @@ def test_real_retrieval_only_run_writes_its_files_and_finds_the_evidence(
     assert len(meta["settings_hash"]) == 64
     assert sorted(Path(s).name for s in meta["index"]["files"]) == sorted(p.name for p in SEEDS.glob("*.txt"))
     lines = (run.out_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    assert {result.mode for result in run.results} == {"retrieval-only"}
+    assert [QuestionResult.from_json(json.loads(line), "retrieval-only") for line in lines] == run.results
     questions = load_questions(QUESTIONS).questions
     assert [json.loads(line)["id"] for line in lines] == [
         q.id for q in questions if HTML_NEWS_PRESENT or q.corpus is None
@@ -473,14 +475,19 @@ def test_every_quote_of_a_full_run_is_an_exact_slice_of_its_source(
     llm = ScriptedLLM(refusal_probability=0.2)
     pipeline = Pipeline(seeds_settings, llm=llm, cwd=ROOT)  # type: ignore[arg-type]
     run = run_eval(pipeline, load_questions(QUESTIONS), tmp_path / "quotes")
-    answered = [r for r in run.results if r["citations"]]
+    assert {r.mode for r in run.results} == {"answer"}
+    answered = [r for r in run.results if r.asked and r.asked["citations"]]
     assert len(answered) > len(run.results) / 2
-    for record in answered:
-        assert record["quotes_exact"] is True and record["scores"]["quote_exact"] is True
-        for citation in record["citations"]:  # the canonical text: a saved page's extracted text
+    for result in answered:
+        assert result.quotes_exact is True and result.scores["quote_exact"] is True
+        assert result.asked is not None
+        for citation in result.asked["citations"]:  # the canonical text: a saved page's extracted text
             text = read_source(citation["source"], ROOT, 10**8).text
             assert text[citation["start"] : citation["end"]] == citation["quote"]
     assert run.summary["overall"]["quote_exact"] == 1.0
+    lines = (run.out_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.dumps(result.to_json(), ensure_ascii=False) for result in run.results] == lines
+    assert [QuestionResult.from_json(json.loads(line), "answer") for line in lines] == run.results
     assert run.summary["overall"]["evidence_precision@1"] is not None
 
 
@@ -488,12 +495,12 @@ def test_every_quote_of_a_full_run_is_an_exact_slice_of_its_source(
 def test_full_eval_on_the_default_model(seeds_settings: Settings, tmp_path: Path) -> None:
     questions = load_questions(QUESTIONS)
     run = run_eval(Pipeline(seeds_settings), questions, tmp_path / "full", limit=3)
-    assert [r["id"] for r in run.results] == [q.id for q in questions.questions[:3]]
-    for record in run.results:
-        assert isinstance(record["answer"], str) and record["answer"]
-        assert len(record["retrieved"]) == 10
+    assert [r.id for r in run.results] == [q.id for q in questions.questions[:3]]
+    for result in run.results:
+        assert isinstance(result.answer, str) and result.answer
+        assert len(result.retrieved) == 10
     follow_ups = [r for r, q in zip(run.results, questions.questions, strict=False) if q.follows]
-    assert all(r["previous_question"] for r in follow_ups), "a follow-up must be read with its question"
+    assert all(r.previous_question for r in follow_ups), "a follow-up must be read with its question"
     overall = run.summary["overall"]
     assert overall["answer_correct"] is not None
     assert overall["total_p50_ms"] is not None and overall["total_p50_ms"] > 0

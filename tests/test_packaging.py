@@ -33,7 +33,7 @@ def test_wheel_ships_prompts_and_schema_and_loads_them(tmp_path: Path) -> None:
         timeout=600,
     )
     code = (
-        "import rag, rag.answering.prompts, rag.evaluation.evaluate as e; "
+        "import rag, rag.answering.prompts, rag.evaluation.questions as e; "
         "print(rag.__file__); "
         "print(rag.answering.prompts.prompts_dir()); "
         "names = ('phrase-de', 'phrase-en', 'translate'); "

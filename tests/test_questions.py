@@ -5,7 +5,7 @@ facts in that evidence, the rules for multi-doc, comment, spelling-variant and l
 coverage minimums. Seed evidence is checked against the seeds decoded here independently; questions
 with a `corpus` (saved web pages outside the repository) against the canonical text that
 `rag.ingest.read.read_source` extracts, and are skipped when the corpus is absent. It does not run the
-pipeline: answer quality is measured by `rag.evaluation.evaluate`.
+pipeline: answer quality is measured by `rag eval` (`rag.evaluation.run`).
 """
 
 from __future__ import annotations

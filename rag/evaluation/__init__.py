@@ -1,9 +1,12 @@
 """Evaluation: `rag eval` runs the question set through the real pipeline and scores it.
 
-`evaluate` loads and validates the question set, runs it, scores every stage, compares
-runs and checks floors; `report` writes report.md and its plot against the previous
-run; `metrics` names the metrics for both. Left out: answering itself
-(rag.answering) and printing (rag.ui).
+`questions` loads and validates the question set; `run` runs it (each question by
+`one_question`, a corpus's questions on its own index by `corpora`) and writes the
+run directory; `results` is one question's typed result, `scoring` scores it and
+`summary` sums the scores up, overall and by group; `compare` diffs two runs with a
+paired test and `thresholds` checks floors; `report` writes report.md and its plot
+against the previous run; `metrics` names the metrics for all of them. Left out:
+answering itself (rag.answering) and printing (rag.ui).
 
 Each name below is imported from its module on first use (PEP 562 `__getattr__`), so
 importing one module of the stage does not import the rest of it.
@@ -15,22 +18,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rag.evaluation.evaluate import (
-        Comparison,
-        EvalRun,
-        check_thresholds,
-        compare_runs,
-        load_questions,
-        parse_thresholds,
-        run_eval,
-    )
+    from rag.evaluation.compare import Comparison, compare_runs
     from rag.evaluation.metrics import METRIC_KEYS
+    from rag.evaluation.questions import load_questions
     from rag.evaluation.report import write_report
+    from rag.evaluation.results import QuestionResult
+    from rag.evaluation.run import EvalRun, run_eval
+    from rag.evaluation.thresholds import check_thresholds, parse_thresholds
 
 __all__ = [
     "METRIC_KEYS",
     "Comparison",
     "EvalRun",
+    "QuestionResult",
     "check_thresholds",
     "compare_runs",
     "load_questions",
@@ -41,13 +41,14 @@ __all__ = [
 
 # Public name -> the module it is imported from on first use.
 _EXPORTS = {
-    "Comparison": "rag.evaluation.evaluate",
-    "EvalRun": "rag.evaluation.evaluate",
-    "check_thresholds": "rag.evaluation.evaluate",
-    "compare_runs": "rag.evaluation.evaluate",
-    "load_questions": "rag.evaluation.evaluate",
-    "parse_thresholds": "rag.evaluation.evaluate",
-    "run_eval": "rag.evaluation.evaluate",
+    "Comparison": "rag.evaluation.compare",
+    "EvalRun": "rag.evaluation.run",
+    "QuestionResult": "rag.evaluation.results",
+    "check_thresholds": "rag.evaluation.thresholds",
+    "compare_runs": "rag.evaluation.compare",
+    "load_questions": "rag.evaluation.questions",
+    "parse_thresholds": "rag.evaluation.thresholds",
+    "run_eval": "rag.evaluation.run",
     "METRIC_KEYS": "rag.evaluation.metrics",
     "write_report": "rag.evaluation.report",
 }

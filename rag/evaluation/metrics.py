@@ -1,9 +1,10 @@
 """The metric vocabulary of a `rag eval` run, shared by the scorer and the report.
 
-`rag.evaluation.evaluate` computes these metrics and writes them to a run's summary file;
-`rag.evaluation.report` reads summaries back and lays the metrics out. Both need the names,
-their order and which way is better, so those live here, below both: the imports
-point one way (evaluate -> report -> metrics) instead of round in a cycle.
+`rag.evaluation.summary` computes these metrics, `rag.evaluation.run` writes them to a
+run's summary file and `rag.evaluation.thresholds` checks them; `rag.evaluation.report`
+and `rag.evaluation.compare` read summaries back and lay the metrics out. All of them
+need the names, their order and which way is better, so those live here, below them
+all: the imports point one way (run -> report -> metrics) instead of round in a cycle.
 """
 
 from __future__ import annotations

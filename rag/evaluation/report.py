@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.evaluation.metrics import METRIC_KEYS, SUMMARY_FILE, MetricDelta
+from rag.evaluation.results import QuestionResult
 
 REPORT_FILE = "report.md"
 PLOT_FILE = "metrics.png"
@@ -123,49 +124,49 @@ def _group_table(groups: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return _table(["metric", *groups], rows)
 
 
-def _failure_rank(record: Mapping[str, Any]) -> tuple[Any, ...] | None:
+def _failure_rank(result: QuestionResult) -> tuple[Any, ...] | None:
     """Sort key of a failed question (worst first), or None when it did not fail."""
-    scores = record["scores"]
-    if "refused" not in scores:  # retrieval-only: evidence not in the top 5
+    scores = result.scores
+    if result.mode == "retrieval-only":  # evidence not in the top 5
         recall = scores.get("recall@5")
         if recall is None or recall == 1:
             return None
-        return (scores.get("recall@10") or 0.0, recall, record["id"])
-    if not record["answerable"]:
-        return None if scores["refused"] else (0, record["id"])  # answered the unanswerable
+        return (scores.get("recall@10") or 0.0, recall, result.id)
+    if not result.answerable:
+        return None if scores["refused"] else (0, result.id)  # answered the unanswerable
     if scores["correct"]:
         return None
-    return (2 if scores["refused"] else 1, record["id"])  # wrong answer before false refusal
+    return (2 if scores["refused"] else 1, result.id)  # wrong answer before false refusal
 
 
-def _verdict(record: Mapping[str, Any]) -> str:
-    scores = record["scores"]
-    if "refused" not in scores:
+def _verdict(result: QuestionResult) -> str:
+    scores = result.scores
+    if result.mode == "retrieval-only":
         return f"evidence recall@5 {scores['recall@5']:.2f}, recall@10 {scores['recall@10']:.2f}"
-    if not record["answerable"]:
+    if not result.answerable:
         return "answered although the articles do not say"
     if scores["refused"]:
         return "refused although answerable"
-    return "wrong: missing " + ", ".join(f"“{fact}”" for fact in record.get("missing_facts", []))
+    return "wrong: missing " + ", ".join(f"“{fact}”" for fact in result.missing_facts or [])
 
 
-def _failure_block(record: Mapping[str, Any]) -> list[str]:
-    question = record.get("question", "")
-    if record.get("previous_question"):
-        question += f" (read with: {record['previous_question']})"
-    if "answer" in record:
-        answer = record["answer"]
-        if record.get("quoted"):
-            answer += f" — quoted, the model's wording failed the check: {record.get('phrasing_failure')}"
+def _failure_block(result: QuestionResult) -> list[str]:
+    question = result.question
+    if result.previous_question:
+        question += f" (read with: {result.previous_question})"
+    if result.mode != "retrieval-only":
+        answer = result.answer
+        if result.quoted:
+            answer += f" — quoted, the model's wording failed the check: {result.phrasing_failure}"
     else:
-        top = record.get("retrieved", [])[:3]
+        top = result.retrieved[:3]
         answer = " / ".join(f"[{p['n']}] {Path(p['source']).name} {p['start']}–{p['end']}" for p in top)
-    gold = record["gold"]
+    gold = result.gold
     evidence = " / ".join(f"{e['source']} {e['start']}–{e['end']}: {e['text']}" for e in gold["evidence"])
     if not evidence:
         evidence = "(not answerable from the articles)" + (f" {gold['notes']}" if gold.get("notes") else "")
-    heading = f"### {record['id']} · {record['type']} · {record['lang']} — {_verdict(record)}"
-    answer_label = "answer" if "answer" in record else "top retrieved"
+    heading = f"### {result.id} · {result.type} · {result.lang} — {_verdict(result)}"
+    answer_label = "answer" if result.mode != "retrieval-only" else "top retrieved"
     return [
         "",
         heading,
@@ -176,9 +177,8 @@ def _failure_block(record: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def worst_failures(
-    results: Sequence[Mapping[str, Any]], limit: int = MAX_FAILURES
-) -> list[Mapping[str, Any]]:
+def worst_failures(results: Sequence[QuestionResult], limit: int = MAX_FAILURES) -> list[QuestionResult]:
+    """The failed questions, worst first: see `_failure_rank`."""
     ranked = [(rank, r) for r in results if (rank := _failure_rank(r)) is not None]
     return [r for _, r in sorted(ranked, key=lambda pair: pair[0])][:limit]
 
@@ -221,7 +221,7 @@ def plot_metrics(path: Path, overall: Mapping[str, Any], previous: PreviousRun |
 def write_report(
     out_dir: Path,
     summary: Mapping[str, Any],
-    results: Sequence[Mapping[str, Any]],
+    results: Sequence[QuestionResult],
     previous: PreviousRun | None,
 ) -> Path:
     """Write report.md (and metrics.png) into the run directory; returns the report's path."""
@@ -258,8 +258,8 @@ def write_report(
     lines += ["", "## Worst failures", ""]
     if not failures:
         lines.append("None.")
-    for record in failures:
-        lines += _failure_block(record)
+    for result in failures:
+        lines += _failure_block(result)
     path = out_dir / REPORT_FILE
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

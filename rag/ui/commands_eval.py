@@ -1,6 +1,6 @@
 """`rag eval`: score the system on the fixed question set, or compare two runs.
 
-The command parses its flags and calls `rag.evaluation.evaluate` (load the questions,
+The command parses its flags and calls `rag.evaluation` (load the questions,
 run them, check the --min/--max thresholds, or compare two run directories); this
 module only prints the finished run's metrics and a comparison's tables with rich.
 Left out: the click group and `main` (`rag.ui.cli`), and how anything is scored
@@ -21,7 +21,8 @@ from rag.ui.output import console, progress
 from rag.ui.render import safe_text
 
 if TYPE_CHECKING:
-    from rag.evaluation.evaluate import Comparison, EvalRun
+    from rag.evaluation.compare import Comparison
+    from rag.evaluation.run import EvalRun
 
 
 @click.command("eval")
@@ -83,26 +84,29 @@ def eval_cmd(
       rag eval --min answer_correct=0.6 --max false_refusal_rate=0.3
       rag eval --compare evals/runs/A evals/runs/B
     """
-    from rag.evaluation import evaluate
+    from rag.evaluation.compare import compare_runs
+    from rag.evaluation.questions import load_questions
+    from rag.evaluation.run import default_run_dir, run_eval
+    from rag.evaluation.thresholds import check_thresholds, parse_thresholds
 
     if compare:
-        _print_comparison(evaluate.compare_runs(*compare))
+        _print_comparison(compare_runs(*compare))
         return
-    floors, ceilings = evaluate.parse_thresholds(minimums), evaluate.parse_thresholds(maximums)
-    questions = evaluate.load_questions(questions_file)
+    floors, ceilings = parse_thresholds(minimums), parse_thresholds(maximums)
+    questions = load_questions(questions_file)
     pipeline = pipeline_for(settings_from(ctx, top_k=k))
     with progress("Evaluating") as update:
-        run = evaluate.run_eval(
+        run = run_eval(
             pipeline,
             questions,
-            out_dir or evaluate.default_run_dir(),
+            out_dir or default_run_dir(),
             retrieval_only=retrieval_only,
             oracle=oracle,
             limit=limit,
             on_progress=update,
         )
     _print_run(run)
-    evaluate.check_thresholds(run.summary["overall"], floors, ceilings)
+    check_thresholds(run.summary["overall"], floors, ceilings)
 
 
 def _print_comparison(comparison: Comparison) -> None:
