@@ -3,7 +3,7 @@
 `answer.ask` runs a question through every step: `sentences` lists the candidate
 sentences with their spans, `select` chooses the evidence, `phrase` has the model
 write a short answer and checks it with `cite`; `conversation` links a follow-up to
-the question before it. The model behind it is a `generate.ChatModel` (llama.cpp
+the question before it. The model behind it is a `chat_model.ChatModel` (llama.cpp
 in-process, or a server through `llm_client`), found by `models`, checked on disk
 by `model_files` and fetched by `model_pull`, prompted from the files that
 `prompts` loads. `pipeline.Pipeline` wires the index, retrieval and the model
