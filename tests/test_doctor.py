@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from rag.answering.models import KNOWN_MODELS, pull
-from rag.index.update import CURRENT_LINK
+from rag.index.layout import CURRENT_LINK
 from rag.settings import Settings
 from rag.ui.doctor import parse_system_info
 
