@@ -46,8 +46,8 @@ from index_bench import build
 
 from rag.answering.pipeline import Pipeline
 from rag.index.embed import Embedder, load_embedder, load_multilingual_encoder
+from rag.index.reader import open_index
 from rag.index.store import where_clause
-from rag.index.update import open_index
 from rag.retrieval.retrieve import chunk_allowed
 from rag.settings import Settings
 from rag.types import Passage, SearchFilters

@@ -33,7 +33,7 @@ import pytest
 from conftest import PAUSED_WRITER
 
 from rag.answering.model_pull import pull
-from rag.index.update import CURRENT_LINK
+from rag.index.layout import CURRENT_LINK
 from rag.settings import Settings
 
 if TYPE_CHECKING:

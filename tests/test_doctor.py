@@ -21,7 +21,7 @@ import pytest
 
 from rag.answering.model_pull import pull
 from rag.answering.models import KNOWN_MODELS
-from rag.index.update import CURRENT_LINK
+from rag.index.layout import CURRENT_LINK
 from rag.settings import Settings
 from rag.ui.doctor import parse_system_info
 

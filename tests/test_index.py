@@ -16,17 +16,16 @@ from conftest import PAUSED_WRITER
 
 from rag.errors import IndexLockedError, IndexMissingError, InputError, StaleIndexError
 from rag.index.embed import Embedder
-from rag.index.update import (
+from rag.index.layout import (
     CURRENT_LINK,
     FORMAT_VERSION,
     LOCK_FILE,
     MANIFEST_FILE,
     SEARCHABLE_SECTIONS,
     VERSIONS_DIR,
-    IndexReader,
-    open_index,
-    update_index,
 )
+from rag.index.reader import IndexReader, open_index
+from rag.index.update import update_index
 from rag.ingest.read import read_document, read_source
 from rag.settings import Settings
 

@@ -24,7 +24,8 @@ from pypdf import PdfWriter
 
 import rag.ingest.formats
 from rag.errors import StaleIndexError
-from rag.index.update import open_index, published_manifest, update_index
+from rag.index.reader import open_index, published_manifest
+from rag.index.update import update_index
 from rag.ingest.formats.collection import CollectionOptions
 from rag.ingest.read import BYTES_PER_MB, read_source
 from rag.retrieval.show import show_span

@@ -30,7 +30,8 @@ from rag.answering.llm_client import estimate_tokens
 from rag.answering.pipeline import Pipeline
 from rag.answering.server_events import StopScanner
 from rag.errors import ServerError, StaleIndexError
-from rag.index.update import open_index, update_index
+from rag.index.reader import open_index
+from rag.index.update import update_index
 from rag.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

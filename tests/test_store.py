@@ -9,8 +9,8 @@ import pytest
 
 from rag.errors import IndexMissingError, InputError
 from rag.index.embed import Embedder
+from rag.index.reader import open_index
 from rag.index.store import ChromaStore, chunk_metadata, date_number, where_clause
-from rag.index.update import open_index
 from rag.types import Chunk, SearchFilters, SectionKind
 
 DIMENSION = 8

@@ -22,7 +22,7 @@ AUX_CONTEXT_TOKENS = 2048  # translation prompts are short
 if TYPE_CHECKING:
     from rag.answering.chat_model import ChatModel
     from rag.index.embed import Embedder
-    from rag.index.update import IndexReader
+    from rag.index.reader import IndexReader
     from rag.ingest.formats.collection import CollectionOptions
     from rag.retrieval.retrieve import Retriever
 
@@ -126,7 +126,7 @@ class Pipeline:
     @property
     def reader(self) -> IndexReader:
         if self._reader is None:
-            from rag.index.update import open_index
+            from rag.index.reader import open_index
 
             self._reader = open_index(self.settings)
         return self._reader

@@ -1,4 +1,4 @@
-"""The index on a Chroma server: connection, published versions, the writers' lock, visible vectors.
+"""The index on a Chroma server: published versions, their files, and the vectors each reader sees.
 
 With `chroma_url` set, the vectors live on a Chroma server (chromadb's `HttpClient`,
 telemetry off, our own embeddings only), so that several machines share one index.
@@ -18,13 +18,12 @@ writer only adds the vectors of new chunks and never deletes while readers may u
 them; each reader sees the ids of its own version only (`VisibleStore`). The pointer
 moves in one metadata update after a version is complete, so readers never see half
 of one, and the next writer removes what neither the current nor the previous
-version uses. The lock is a collection, because creating one that exists fails on
-the server: one writer at a time across machines. A writer that died leaves a lock
-whose heartbeat stops (or whose process is gone, on the same host); the next writer
-takes it over.
+version uses.
 
-Left out: what goes into a version (rag.index.update builds it and keeps its files,
-including the BM25 index, in the local index directory) and authentication.
+Left out: connecting and one-line errors (rag.index.server_connection), the writers'
+lock (rag.index.server_lock), what goes into a version (rag.index.build builds it and
+rag.index.server_cache keeps its files, including the BM25 index, in the local index
+directory) and authentication.
 """
 
 from __future__ import annotations
@@ -32,19 +31,16 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import os
 import re
-import socket
-import threading
-import time
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from rag.errors import IndexLockedError, ServerError
+from rag.errors import ServerError
+from rag.index.server_connection import connect_client, server_errors
+from rag.index.server_lock import writer_lock
 from rag.index.store import ChromaStore
 
 if TYPE_CHECKING:
@@ -53,14 +49,9 @@ if TYPE_CHECKING:
     from rag.index.store import Where
     from rag.types import Chunk
 
-CONNECT_TIMEOUT_SECONDS = 3.0
-REQUEST_TIMEOUT_SECONDS = 300.0  # one batch of thousands of vectors may take a while on a busy server
-LOCK_WAIT_SECONDS = 3.0
-HEARTBEAT_SECONDS = 10.0
-LOCK_STALE_SECONDS = 60.0  # a lock whose heartbeat is older than this belongs to a dead writer
 BLOB_PART_CHARS = 2_000_000
 POINTER_FORMAT = 1
-# P-<fingerprint>-<version>-<collection>; rag.index.update names versions like 20260220T101500-1a2b3c4d.
+# P-<fingerprint>-<version>-<collection>; rag.index.layout names versions like 20260220T101500-1a2b3c4d.
 _VECTORS_NAME = re.compile(
     r"(?P<prefix>.+)-[0-9a-f]{16}-\d{8}T\d{6}-[0-9a-f]{8}-(?P<collection>chunks|chunks_multilingual)"
 )
@@ -108,69 +99,6 @@ class Pointer:
         return kept
 
 
-def _server_root(url: str) -> tuple[str, int, bool]:
-    parts = urlsplit(url)
-    if parts.path not in ("", "/"):
-        raise ServerError(
-            f"--chroma-url {url} has a path — give the server's root, e.g. http://localhost:8000"
-        )
-    ssl = parts.scheme == "https"
-    return parts.hostname or "localhost", parts.port or (443 if ssl else 8000), ssl
-
-
-def _probe(url: str) -> None:
-    """Fail within seconds, in one line, unless a Chroma server answers its heartbeat at `url`."""
-    import httpx
-
-    fix = "start it with `chroma run --path DIR --port PORT`, or fix --chroma-url"
-    try:
-        response = httpx.get(f"{url}/api/v2/heartbeat", timeout=CONNECT_TIMEOUT_SECONDS)
-    except httpx.ConnectError as error:
-        raise ServerError(f"Cannot reach the Chroma server at {url} ({_one_line(error)}) — {fix}") from None
-    except httpx.TimeoutException:
-        raise ServerError(
-            f"The Chroma server at {url} did not answer within {CONNECT_TIMEOUT_SECONDS:.0f} s — {fix}"
-        ) from None
-    except httpx.HTTPError as error:
-        raise ServerError(f"Cannot talk to the Chroma server at {url} ({_one_line(error)}) — {fix}") from None
-    try:
-        alive = response.status_code == 200 and "nanosecond heartbeat" in response.json()
-    except ValueError:
-        alive = False
-    if not alive:
-        raise ServerError(
-            f"No Chroma server answers at {url} (HTTP {response.status_code} on /api/v2/heartbeat) "
-            "— check --chroma-url (it needs a Chroma 1.x server)"
-        )
-
-
-@contextmanager
-def server_errors(url: str) -> Iterator[None]:
-    """Turn a failing request to the Chroma server into a one-line ServerError."""
-    import httpx
-    from chromadb.errors import ChromaError
-
-    try:
-        yield
-    except httpx.TimeoutException:
-        raise ServerError(
-            f"The Chroma server at {url} did not answer for {REQUEST_TIMEOUT_SECONDS:.0f} s "
-            "— check that it is running and not overloaded"
-        ) from None
-    except httpx.HTTPError as error:
-        raise ServerError(
-            f"Lost the connection to the Chroma server at {url} ({_one_line(error)}) — is it running?"
-        ) from None
-    except ChromaError as error:
-        raise ServerError(
-            f"The Chroma server at {url} refused a request ({_one_line(error)}) — check its log"
-        ) from None
-
-
-def _one_line(value: object) -> str:
-    return " ".join(str(value).split())[:200]
-
-
 class ServerIndex:
     """One index (one prefix) on a Chroma server, reached through chromadb's HttpClient."""
 
@@ -182,21 +110,7 @@ class ServerIndex:
     @classmethod
     def connect(cls, url: str, prefix: str) -> ServerIndex:
         """Connect, failing within seconds with one line when no Chroma server answers at `url`."""
-        import chromadb
-        import httpx
-        from chromadb.config import Settings as ChromaSettings
-
-        host, port, ssl = _server_root(url)
-        _probe(url)
-        with server_errors(url):
-            client = chromadb.HttpClient(
-                host=host, port=port, ssl=ssl, settings=ChromaSettings(anonymized_telemetry=False)
-            )
-        # chromadb's HTTP session waits forever (timeout=None) and offers no setting for it.
-        session = getattr(getattr(client, "_server", None), "_session", None)
-        if isinstance(session, httpx.Client):
-            session.timeout = httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
-        return cls(client, url, prefix)
+        return cls(connect_client(url), url, prefix)
 
     def describe(self) -> str:
         return f"The index {self.prefix!r} on the Chroma server at {self.url}"
@@ -311,74 +225,9 @@ class ServerIndex:
         return names
 
     # The writers' lock ---------------------------------------------------
-    @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> AbstractContextManager[None]:
         """Hold the server-wide writer lock, or raise IndexLockedError within a few seconds."""
-        from chromadb.errors import ChromaError
-
-        name = f"{self.prefix}-lock"
-        holder = {"host": socket.gethostname(), "pid": os.getpid()}
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        with server_errors(self.url):
-            while True:
-                try:
-                    self._client.create_collection(
-                        name, metadata={**holder, "heartbeat": self._server_time()}, embedding_function=None
-                    )
-                    break
-                except ChromaError:  # it exists: another writer holds it, or a dead one left it
-                    owner = self._lock_owner(name)
-                    if owner is not None and self._is_stale(owner):
-                        self._client.delete_collection(name)
-                        continue
-                    if time.monotonic() >= deadline:
-                        who = f" (pid {owner.get('pid')} on {owner.get('host')})" if owner else ""
-                        raise IndexLockedError(
-                            f"{self.describe()} is being written by another `rag index`{who} "
-                            "— wait for it to finish, then try again"
-                        ) from None
-                    time.sleep(0.25)
-        stop = threading.Event()
-        beat = threading.Thread(target=self._beat, args=(name, holder, stop), daemon=True)
-        beat.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            beat.join()
-            with server_errors(self.url):
-                self._client.delete_collection(name)
-
-    def _lock_owner(self, name: str) -> dict[str, Any] | None:
-        from chromadb.errors import NotFoundError
-
-        try:
-            return dict(self._client.get_collection(name).metadata or {})
-        except NotFoundError:
-            return None  # released meanwhile: try again
-
-    def _is_stale(self, owner: dict[str, Any]) -> bool:
-        import psutil
-
-        if owner.get("host") == socket.gethostname() and not psutil.pid_exists(int(owner.get("pid", 0))):
-            return True
-        heartbeat = float(owner.get("heartbeat", 0))
-        return self._server_time() - heartbeat > LOCK_STALE_SECONDS
-
-    def _server_time(self) -> float:
-        """Seconds on the server's clock, so that hosts with skewed clocks agree on staleness."""
-        return int(self._client.heartbeat()) / 1e9
-
-    def _beat(self, name: str, holder: dict[str, Any], stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
-            try:
-                self._client.get_collection(name).modify(
-                    metadata={**holder, "heartbeat": self._server_time()}
-                )
-            except (
-                Exception
-            ):  # a missed beat only matters after LOCK_STALE_SECONDS; the writer reports errors
-                continue
+        return writer_lock(self._client, f"{self.prefix}-lock", self.url, self.describe())
 
 
 class VisibleStore:

@@ -12,7 +12,7 @@ Chroma server can replace the local files without touching the callers.
 against its length (a truncated file), or a full `PRAGMA quick_check`.
 
 Left out: choosing which chunks to store and keeping them in step with the chunk
-table — that is `rag.index.update`'s job.
+table — that is `rag.index.build`'s job.
 """
 
 from __future__ import annotations

@@ -220,7 +220,7 @@ def read_source(source: str, cwd: Path, max_bytes: int, options: CollectionOptio
 
     `source` is a path (relative to `cwd` unless absolute), optionally with `#row=N` for a
     collection row; `options` are the ones the collection was indexed with
-    (`rag.index.update.Manifest.collection_options`). Raises InputError when the file or row is gone.
+    (`rag.index.manifest.Manifest.collection_options`). Raises InputError when the file or row is gone.
     """
     match = _ROW_FRAGMENT.match(source)
     path = cwd / (match["path"] if match else source)

@@ -46,8 +46,8 @@ from rag.types import Chunk, Passage, SearchFilters
 
 if TYPE_CHECKING:
     from rag.index.embed import Embedder
+    from rag.index.reader import IndexReader
     from rag.index.store import VectorStore
-    from rag.index.update import IndexReader
 
 MAX_QUERY_CHARS = 2000
 # Merged passages stay short: at most this many chunks of one document.

@@ -49,7 +49,7 @@ def show_span(
 
     Raises InputError when the source cannot be read or the span lies outside its text.
     """
-    from rag.index.update import published_manifest
+    from rag.index.reader import published_manifest
     from rag.ingest.read import read_source
 
     manifest = published_manifest(settings)

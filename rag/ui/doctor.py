@@ -134,7 +134,7 @@ def check_encoder(name: str, load: Callable[[], Any]) -> Check:
 
 def check_index(settings: Settings) -> Check:
     """Open the published index, check every file thoroughly and count the stores."""
-    from rag.index.update import open_index
+    from rag.index.reader import open_index
 
     try:
         reader = open_index(settings)
