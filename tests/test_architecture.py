@@ -336,3 +336,33 @@ def test_graph_resolves_relative_imports(tmp_path: Path) -> None:
     graph = import_graph(package)
     assert graph["rag.one"] == {"rag.sub", "rag.sub.two"}
     assert graph["rag.sub.two"] == {"rag.one"}
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def oversized(rag_dir: Path) -> list[str]:
+    """Modules over MAX_MODULE_LINES and functions over MAX_FUNCTION_LINES (def line to last line)."""
+    found = []
+    for path in sorted(rag_dir.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if (lines := len(text.splitlines())) > MAX_MODULE_LINES:
+            found.append(f"{path.relative_to(rag_dir)}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{path.relative_to(rag_dir)}:{node.lineno} {node.name}: {length} lines")
+    return found
+
+
+def test_modules_and_functions_stay_small() -> None:
+    assert oversized(RAG_DIR) == []
+
+
+def test_oversized_finds_a_long_module_and_a_long_function(tmp_path: Path) -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "long_function.py").write_text(f"def f() -> None:\n{body}\n")
+    (tmp_path / "long_module.py").write_text("\n".join(f"X{i} = {i}" for i in range(MAX_MODULE_LINES + 1)))
+    assert oversized(tmp_path) == ["long_function.py:1 f: 61 lines", "long_module.py: 401 lines"]
