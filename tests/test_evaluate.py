@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from rag.answering import select
 from rag.answering.pipeline import Pipeline
 from rag.errors import EvalError
 from rag.evaluation.compare import PairedTest, compare_runs, outcome
@@ -390,6 +391,8 @@ def test_real_retrieval_only_run_writes_its_files_and_finds_the_evidence(
     assert meta["mode"] == "retrieval-only"
     assert meta["model"] is None
     assert len(meta["settings_hash"]) == 64
+    assert set(meta["prompts"]) == {"phrase-de.v1", "phrase-en.v1", "translate.v1"}  # what the answers read
+    assert meta["thresholds"]["select.DENSE_WEIGHT"] == select.DENSE_WEIGHT
     assert sorted(Path(s).name for s in meta["index"]["files"]) == sorted(p.name for p in SEEDS.glob("*.txt"))
     lines = (run.out_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()
     assert {result.mode for result in run.results} == {"retrieval-only"}

@@ -7,8 +7,9 @@
   index (`rag.evaluation.corpora`).
 - A run directory holds results.jsonl (one `QuestionResult` a line), summary.json
   (the metrics overall and by group, and everything needed to repeat the run: mode,
-  settings and their hash, model, index and question set by hash, git commit) and
-  report.md with a plot (`rag.evaluation.report`).
+  settings and their hash, model, index and question set by hash, the prompts by
+  label and hash, the answer path's named thresholds, git commit) and report.md with
+  a plot (`rag.evaluation.report`).
 
 Left out: loading the questions (`rag.evaluation.questions`), comparing runs
 (`rag.evaluation.compare`) and checking floors (`rag.evaluation.thresholds`).
@@ -25,6 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.answering import cite, conversation, evidence, select
+from rag.answering.answer import CLOSE_CALL
+from rag.answering.prompts import available_versions, load_prompt, prompts_dir
 from rag.errors import EvalError
 from rag.evaluation.corpora import ProgressCallback, open_corpora, without_absent_corpora
 from rag.evaluation.metrics import SUMMARY_FILE
@@ -186,7 +190,34 @@ def run_metadata(pipeline: Pipeline, questions: QuestionSet, *, mode: ResultMode
             "embedding_model_hash": manifest.embedding_model_hash,
             "files": {source: entry.sha256 for source, entry in sorted(manifest.files.items())},
         },
+        "prompts": prompt_versions(),
+        "thresholds": answer_thresholds(),
         "git_commit": git_commit(Path(rag.__file__).parent),
+    }
+
+
+def prompt_versions() -> dict[str, str]:
+    """The prompt each name resolves to (its highest version), by label, with its file's sha256."""
+    directory = prompts_dir()
+    names = sorted({path.name.split(".v")[0] for path in directory.glob("*.v*.txt")})
+    prompts = [load_prompt(name) for name in names if available_versions(name, directory)]
+    return {prompt.label: hashlib.sha256(prompt.path.read_bytes()).hexdigest() for prompt in prompts}
+
+
+def answer_thresholds() -> dict[str, float]:
+    """The answer path's named thresholds and weights (the settings hold the rest, e.g. refusal_threshold)."""
+    return {
+        "select.DENSE_WEIGHT": select.DENSE_WEIGHT,
+        "select.RANK_WEIGHT": select.RANK_WEIGHT,
+        "select.MIN_TYPED_COVERAGE_SHARE": select.MIN_TYPED_COVERAGE_SHARE,
+        "select.MIN_OPEN_SHARE": select.MIN_OPEN_SHARE,
+        "select.MIN_COMPLEMENT": select.MIN_COMPLEMENT,
+        "evidence.EVIDENCE_SHOWN": evidence.EVIDENCE_SHOWN,
+        "cite.MIN_CONTENT_OVERLAP": cite.MIN_CONTENT_OVERLAP,
+        "cite.MIN_DENIAL_OVERLAP": cite.MIN_DENIAL_OVERLAP,
+        "cite.NAME_MISSES_PER_WORD": cite.NAME_MISSES_PER_WORD,
+        "conversation.MIN_STANDALONE_WORDS": conversation.MIN_STANDALONE_WORDS,
+        "answer.CLOSE_CALL": CLOSE_CALL,
     }
 
 
