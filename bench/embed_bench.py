@@ -8,7 +8,7 @@ indexes faster with equal retrieval. On the same texts, in one process, taking t
   TorchScript exporter) and run by onnxruntime, the second after
   `onnxruntime.quantization.quantize_dynamic` (int8 weights). Only when the `onnx`
   package is installed; it is not a dependency of rag (the export needs it).
-Measured: single questions (the 93 `evals/` questions one at a time, p50 ms) for torch
+Measured: single questions (the questions of `evals/` one at a time, p50 ms) for torch
 and numpy, and batches (10kGNAD article windows of 90 words, batch 32, longest first,
 chunks/s over whole passes) for all; plus each backend's cosine to torch's vectors.
 Leaves out: retrieval quality (an int8 model would need `rag eval --retrieval-only` and

@@ -218,8 +218,8 @@ def load_query_embedder(name_or_path: str = DEFAULT_EMBEDDING_MODEL) -> Embedder
 
     A plain BERT with mean pooling (the default MiniLM) runs in numpy (`rag.index.bert`):
     the same vectors as `load_embedder`'s, loaded in ~0.1 s instead of the ~4 s of
-    importing torch and sentence-transformers. On batches numpy's BLAS is several times
-    slower than torch's, so indexing keeps `load_embedder` (bench/results/embed.json).
+    importing torch and sentence-transformers. On batches it runs at 0.45 of torch's
+    speed, so indexing keeps `load_embedder` (bench/results/embed.json).
     Any other model goes through sentence-transformers.
     """
     model_dir = resolve_model_dir(name_or_path)
