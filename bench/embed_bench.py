@@ -4,10 +4,11 @@ Issue 16 asks whether query embedding can do without torch, and whether another 
 indexes faster with equal retrieval. On the same texts, in one process, taking turns:
 - `torch`: `rag.index.embed.load_embedder` (sentence-transformers on torch), what indexing uses;
 - `numpy`: `rag.index.embed.load_query_embedder` (`rag.index.bert`), what questions use;
-- `onnx-fp32` and `onnx-int8`: the same BERT exported with `torch.onnx.export` (the
-  TorchScript exporter) and run by onnxruntime, the second after
-  `onnxruntime.quantization.quantize_dynamic` (int8 weights). Only when the `onnx`
-  package is installed; it is not a dependency of rag (the export needs it).
+- `onnx-fp32`, `onnx-int8` and `onnx-int8-matmul`: the same BERT exported with
+  `torch.onnx.export` (the TorchScript exporter) and run by onnxruntime, the last two
+  after `onnxruntime.quantization.quantize_dynamic` (int8 weights): every quantizable op,
+  or only the MatMuls with one scale per output channel. Only when the `onnx` package is
+  installed; it is not a dependency of rag (the export needs it).
 Measured: single questions (the questions of `evals/` one at a time, p50 ms) for torch
 and numpy, and batches (10kGNAD article windows of 90 words, batch 32, longest first,
 chunks/s over whole passes) for all; plus each backend's cosine to torch's vectors.
@@ -75,7 +76,7 @@ class OnnxMiniLM:
 
 
 def export_onnx(torch_embedder: Embedder, directory: Path) -> dict[str, OnnxMiniLM]:
-    """fp32 and int8 ONNX versions of the model behind `torch_embedder`, or none without `onnx`."""
+    """fp32 and two int8 ONNX versions of the model behind `torch_embedder`, or none without `onnx`."""
     try:
         import onnx  # noqa: F401 — torch.onnx.export and the quantizer need it
         import torch
@@ -94,7 +95,7 @@ def export_onnx(torch_embedder: Embedder, directory: Path) -> dict[str, OnnxMini
             return self.bert(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))[0]
 
     sample = tokenizer(["ein Satz", "noch ein Satz"], return_tensors="pt", padding=True)
-    fp32, int8 = directory / "minilm.onnx", directory / "minilm-int8.onnx"
+    fp32, int8, matmul = (directory / f"minilm{suffix}.onnx" for suffix in ("", "-int8", "-int8-matmul"))
     axes = {name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "hidden")}
     torch.onnx.export(
         Transformer().eval(),
@@ -107,7 +108,14 @@ def export_onnx(torch_embedder: Embedder, directory: Path) -> dict[str, OnnxMini
         dynamo=False,
     )
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-    return {"onnx-fp32": OnnxMiniLM(fp32, tokenizer), "onnx-int8": OnnxMiniLM(int8, tokenizer)}
+    quantize_dynamic(
+        str(fp32), str(matmul), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True
+    )
+    return {
+        "onnx-fp32": OnnxMiniLM(fp32, tokenizer),
+        "onnx-int8": OnnxMiniLM(int8, tokenizer),
+        "onnx-int8-matmul": OnnxMiniLM(matmul, tokenizer),
+    }
 
 
 def timed(encode: Callable[[list[str]], np.ndarray], texts: list[str]) -> tuple[float, np.ndarray]:
