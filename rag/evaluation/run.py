@@ -86,8 +86,8 @@ def run_eval(
     previous = find_previous_summary(out_dir)
     indexed = pipeline.reader.documents()  # also fails on a missing or stale index before any work
     selected, skipped_corpora = without_absent_corpora(selected, questions.path)
-    if mode != "retrieval-only":
-        _load_models(pipeline, selected)
+    if mode != "retrieval-only":  # every model up front, so no question's timings include loading
+        pipeline.prepare({question.lang for question in selected})
     corpora = open_corpora(pipeline, {q.corpus for q in selected if q.corpus}, questions.path, on_progress)
     pipelines: dict[str | None, Pipeline] = {None: pipeline}
     pipelines.update(corpora)
@@ -102,13 +102,6 @@ def run_eval(
     summary = {"run": run, **summarize_groups(results)}
     report_path = _write_run_files(out_dir, summary, results, previous)
     return EvalRun(out_dir=out_dir, summary=summary, results=results, report_path=report_path)
-
-
-def _load_models(pipeline: Pipeline, questions: Sequence[Question]) -> None:
-    """Load every model the questions need up front, so no question's timings include loading."""
-    for language in sorted({question.lang for question in questions}):
-        pipeline.answer_llm(language)
-    pipeline.aux_llm  # noqa: B018
 
 
 def _run_questions(

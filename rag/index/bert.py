@@ -36,9 +36,10 @@ _MODULES = (
     "sentence_transformers.models.Normalize",
 )
 _ATTENTION_MASKED = np.float32(-1e9)  # added to padded keys' scores: exp() makes their weight 0
-# Up to this many texts run on one BLAS thread: a question's few small products lose more
-# to waking a second thread (which waits whenever the LLM holds the other core) than they gain.
-_SMALL_BATCH = 4
+# Up to this many texts run on one thread (numpy's BLAS here, torch in `rag.index.embed`): a
+# question's few small products lose more to waking a second thread (which waits whenever
+# the LLM holds the other core) than they gain.
+SMALL_BATCH = 4
 
 
 def supports(model_dir: Path) -> bool:
@@ -119,7 +120,7 @@ class NumpyBertEncoder:
         ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         longest_first = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
-        threads = 1 if len(texts) <= _SMALL_BATCH else None
+        threads = 1 if len(texts) <= SMALL_BATCH else None
         with self._threadpools.limit(limits=threads, user_api="blas"):
             for offset in range(0, len(texts), batch_size):
                 rows = longest_first[offset : offset + batch_size]

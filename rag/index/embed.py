@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from rag.errors import RagError
-from rag.index.bert import NumpyBertEncoder, supports
+from rag.index.bert import SMALL_BATCH, NumpyBertEncoder, supports
 from rag.settings import DEFAULT_EMBEDDING_MODEL
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ MULTILINGUAL_MODEL_NAME = "universal-sentence-encoder-multilingual-3"
 MULTILINGUAL_WEIGHT_FILES = ("weights.npz", "sp.model")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _HASH_BLOCK_BYTES = 1 << 20
-_SMALL_BATCH = 4
 
 
 class Embedder(Protocol):
@@ -187,7 +186,7 @@ class SentenceTransformerEmbedder:
         """
         import torch
 
-        torch.set_num_threads(1 if len(texts) <= _SMALL_BATCH else _physical_cores())
+        torch.set_num_threads(1 if len(texts) <= SMALL_BATCH else _physical_cores())
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         longest_first = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for offset in range(0, len(texts), batch_size):
