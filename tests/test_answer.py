@@ -18,7 +18,7 @@ import pytest
 from conftest import ScriptedLLM
 
 from rag.answering.answer import Answer, ask
-from rag.answering.cite import REFUSALS
+from rag.answering.cite import REFUSALS, is_supported, parse_markers
 from rag.answering.conversation import Turn
 from rag.answering.generate import LocalLLM
 from rag.answering.phrase import phrase_messages
@@ -81,6 +81,28 @@ def test_a_phrasing_that_fails_the_check_gives_way_to_the_quoted_evidence(
     (citation,) = result.citations
     assert result.answer == f"„{citation.quote}“ [{citation.n}]" and "1992" in citation.quote
     assert citation.quote in result.evidence[0].quote  # the sentence, inside the context the model read
+    _quotes_are_exact(result, seed_index.cwd)
+
+
+def test_a_phrasing_backed_only_by_a_neighbour_of_the_selected_sentence_is_not_the_answer(
+    seed_index, minilm, multilingual
+) -> None:  # type: ignore[no-untyped-def]
+    reply = "Experten bezeichneten den Schritt als symbolische Geste [1]."
+    pipeline, _ = _scripted(seed_index, minilm, multilingual, reply)
+    result = ask(pipeline, "Welche Beziehungen unterhält Kasachstan laut Novastan zu Israel?")
+    assert is_supported(parse_markers(reply)[0], result.evidence[0].quote)  # the model read it there
+    assert result.quoted and "1992" in result.answer and "Experten" not in result.citations[0].quote
+    _quotes_are_exact(result, seed_index.cwd)
+
+
+def test_a_quoted_sentence_takes_the_next_one_when_that_gives_its_reason(
+    seed_index, minilm, multilingual
+) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = _scripted(seed_index, minilm, multilingual, "Sie tun es nicht [1].")
+    result = ask(pipeline, "Warum stellt sich Toqajew laut Tichys Einblick an die Seite von Selenskyj?")
+    assert result.quoted
+    (citation,) = result.citations
+    assert "an die Seite Selenskyjs" in citation.quote and "Denn Kasachstan" in citation.quote
     _quotes_are_exact(result, seed_index.cwd)
 
 
@@ -207,6 +229,19 @@ def test_a_follow_up_is_read_with_the_question_before_it(seed_index, minilm, mul
         pipeline, "Seit wann unterhält Kasachstan formelle Beziehungen zu Israel?", history=history
     )
     assert standalone.previous_question is None
+
+
+def test_a_follow_up_is_not_refused_for_the_words_of_its_previous_question(
+    seed_index, minilm, multilingual
+) -> None:  # type: ignore[no-untyped-def]
+    """The previous question's words count for the search and the selection, not as missing terms:
+    an English question's words are never in German sentences, and it was answered in its own turn."""
+    pipeline, _ = _scripted(seed_index, minilm, multilingual, "Von Iran und Israel [1].")
+    history = [Turn("According to Novastan, which regional country was bombed twice in the past year?", "…")]
+    result = ask(pipeline, "Von wem?", history=history)
+    assert result.previous_question == history[0].question
+    assert result.unmatched == 0.0 and not result.refused
+    assert "zweimal bombardiert" in " ".join(e.quote for e in result.evidence)
 
 
 # --- the real default model -------------------------------------------------------------------

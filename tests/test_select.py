@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from rag.answering.evidence import continues, refers_back
 from rag.answering.pipeline import Pipeline
 from rag.answering.select import KeyTerms, answer_type, can_state, question_coverages, select_evidence
 from rag.answering.sentences import candidate_sentences, widened
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
         ("Who wrote the article about Tokayev?", "byline"),
         ("Welchen Titel trägt der Artikel, der in The National Interest veröffentlicht wurde?", "any"),
         ("Warum reiste Vance in den Südkaukasus?", "any"),
+        ("Wer ist der Autor des Artikels über Tokajew?", "byline"),
+        ("Who is the author of the article about Tokayev?", "byline"),
+        ("Welchen Autor lobt der Leser in seinem Kommentar?", "any"),
+        ("Why does the author doubt that Tokayev wrote the article?", "any"),
     ],
 )
 def test_answer_type(question: str, kind: str) -> None:
@@ -145,3 +150,32 @@ def test_a_two_part_question_gets_a_sentence_from_each_article(pipeline: Pipelin
     texts = " ".join(s.candidate.text for s in selection.chosen)
     assert len(selection.chosen) == 2 and "29" in texts and "Friedenspreis" in texts
     assert selection.chosen[0].candidate.source != selection.chosen[1].candidate.source
+
+
+@pytest.mark.parametrize(
+    ("sentence", "back"),
+    [
+        ('"Mit diesem Strom betreiben wir den Schredder", sagt Hanisch.', True),
+        ("Damit endete der Besuch.", True),
+        ("This was the first visit.", True),
+        ("Das Buch mit dem Titel «Die Erfindung» gewann.", False),
+        ("Tokajew reiste nach Moskau.", False),
+    ],
+)
+def test_a_sentence_that_points_back_is_recognised(sentence: str, back: bool) -> None:
+    assert refers_back(sentence) is back
+
+
+@pytest.mark.parametrize(
+    ("sentence", "carries_on"),
+    [
+        ("Denn Kasachstan steht auf der Liste.", True),
+        ("Und das ausgerechnet mit der Begründung der Selbstbestimmung.", True),
+        ("Zweitens lebt dort eine große russische Minderheit.", True),
+        ("Because the border is long.", True),
+        ("Dennoch reiste er.", False),
+        ("Das Land unterhält Beziehungen zu Israel.", False),
+    ],
+)
+def test_a_sentence_that_carries_on_the_one_before_is_recognised(sentence: str, carries_on: bool) -> None:
+    assert continues(sentence) is carries_on

@@ -303,6 +303,7 @@ def _find_evidence(
     headings = retriever.headings(found)
     shown = [*found, *headings]
     renderings = [retriever.without_names(q) for q in (query.question, query.translated) if q]
+    own_renderings = len(renderings)
     if query.previous:
         renderings += [f"{q} {retriever.without_names(query.previous)}" for q in renderings]
     selection = select_evidence(
@@ -311,6 +312,7 @@ def _find_evidence(
         candidate_sentences(found, headings),
         pipeline.multilingual if pipeline.settings.multilingual_weight > 0 else None,
         kind_question=query.question,
+        own_renderings=own_renderings,
     )
     windows = select_windows(selection, shown, renderings)
     return _Found(found, shown, renderings, selection, windows, (time.perf_counter() - started) * 1000)
@@ -318,18 +320,18 @@ def _find_evidence(
 
 def _checked_answer(query: _Query, found: _Found, generated: _Generated, refused: bool) -> Answer:
     """6. The written answer held to the sentences it cites, or the evidence quoted, or a refusal."""
-    windows, contexts = found.windows, [w.context for w in found.windows]
-    phrasing = check_phrasing(generated.text, contexts, found.renderings, found.selection.answer_type)
+    quotes_shown, contexts = [w.quote for w in found.windows], [w.context for w in found.windows]
+    phrasing = check_phrasing(generated.text, quotes_shown, found.renderings, found.selection.answer_type)
     refused = refused or generated.interrupted
     quoted = not refused and not phrasing.ok
     cited = [] if refused else [1] if quoted else phrasing.cited()
-    quotes = [windows[0].quote] if quoted else [contexts[n - 1] for n in cited]
+    quotes = [quotes_shown[n - 1] for n in cited]
     answer_passages, numbers = _answer_passages(found.passages, found.shown, quotes)
     number_of = dict(zip(cited, numbers, strict=True))
     if refused:
         text = REFUSALS[query.language]
     elif quoted:
-        text = with_markers(_quote(windows[0].quote), [number_of[1]])
+        text = with_markers(_quote(quotes_shown[0]), [number_of[1]])
     else:
         text = " ".join(
             with_markers(sentence, sorted({number_of[n] for n in evidence}))
@@ -343,7 +345,7 @@ def _checked_answer(query: _Query, found: _Found, generated: _Generated, refused
         citations=_citations(quotes, numbers, found.shown),
         passages=answer_passages,
         raw=generated.text,
-        confidence=found.selection.confidence if windows else 0.0,
+        confidence=found.selection.confidence if found.windows else 0.0,
         unmatched=found.selection.unmatched,
         evidence=_citations(contexts, [w.passage for w in contexts], found.shown),
         quoted=quoted,

@@ -10,6 +10,7 @@ where it only sets up its answer. Leaves out: ranking (`select`) and the prompt
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,22 @@ from rag.answering.cite import adds_information
 from rag.answering.select import Selection
 from rag.answering.sentences import Candidate, widened
 from rag.types import Passage
+
+# Openings of a sentence that point back at the sentence before it: a demonstrative among
+# the first three words, or a pronoun or adverb that stands for what was just said.
+_REFERS_BACK = re.compile(
+    r"""^\W*(\w+\W+){0,2}(dies(e[mnrs]?)?|this|these|those)\b|^\W*(damit|dadurch|daher|deshalb|deswegen|"""
+    r"""dabei|darum|dazu|dafür|er|thus|therefore|he|she)\b""",
+    re.IGNORECASE,
+)
+# Openings of a sentence that carries on the one before it: "and", a reason, a second point, "that is".
+_CONTINUES = re.compile(
+    r"""^\W*(denn|und|zweitens|drittens|nämlich|das heißt|because|and|secondly|second|thirdly|namely|"""
+    r"""that is)\b""",
+    re.IGNORECASE,
+)
+# A sentence that counts its first point ("erstens") leaves the second to the next one.
+_ENUMERATES = re.compile(r"\b(erstens|zum einen|einerseits|firstly|on the one hand)\b", re.IGNORECASE)
 
 # The model reads this many of the best sentences (each with the next one where it only sets up its answer).
 EVIDENCE_SHOWN = 3
@@ -49,8 +66,33 @@ def select_windows(
         sets_up = candidate.text.rstrip().endswith(":") or not adds_information([candidate.text], questions)
         context = widened(candidate, shown, before=True)
         if not any(_overlap(w.context, context) for w in windows):
-            windows.append(Evidence(widened(candidate, shown) if sets_up else candidate, context))
+            quote = widened(
+                candidate,
+                shown,
+                before=refers_back(candidate.text),
+                after=sets_up
+                or bool(_ENUMERATES.search(candidate.text))
+                or continues(_next_sentence(candidate, shown)),
+            )
+            windows.append(Evidence(quote, context))
     return windows
+
+
+def refers_back(sentence: str) -> bool:
+    """Whether the sentence opens by pointing at the one before it ("Mit diesem Strom …", "Damit …")."""
+    return bool(_REFERS_BACK.match(sentence))
+
+
+def continues(sentence: str) -> bool:
+    """Whether the sentence carries on the one before it ("Denn …", "Und das …", "Zweitens …")."""
+    return bool(_CONTINUES.match(sentence))
+
+
+def _next_sentence(candidate: Candidate, shown: Sequence[Passage]) -> str:
+    if candidate.next_end is None:
+        return ""
+    passage = shown[candidate.passage - 1]
+    return passage.text[candidate.end - passage.start : candidate.next_end - passage.start]
 
 
 def _overlap(a: Candidate, b: Candidate) -> bool:

@@ -86,10 +86,12 @@ _ASKS_DATE = re.compile(
     re.I,
 )
 # Questions about an article itself: who wrote it, and when it appeared.
+# "Autor" alone is not enough: "Welchen Autor lobt der Leser …?" and "Why does the author
+# doubt …?" ask about something else; "der Autor des Artikels" and "who wrote" do not.
 _ASKS_BYLINE = re.compile(
-    r"\b(wer\b.*\b(geschrieben|verfasst|schrieb|verfasste)|autor(in)?\b|who\b.*\b(wrote|written|authored)|"
-    r"author|(wann|an welchem tag|when|(which|what) (day|date))\b.*\b(erschien|erschienen|veröffentlicht|"
-    r"published))",
+    r"\b((wer|von wem)\b.*\b(geschrieben|verfasst|schrieb|verfasste)|autor(in)? (des|dieses|von)\b|"
+    r"(who|by whom)\b.*\b(wrote|written|authored)|author of\b|(wann|an welchem tag|when|(which|what) "
+    r"(day|date))\b.*\b(erschien|erschienen|veröffentlicht|published))",
     re.I,
 )
 _NUMBER_WORDS = (
@@ -230,6 +232,7 @@ def select_evidence(
     candidates: Sequence[Candidate],
     encoder: Embedder | None,
     kind_question: str | None = None,
+    own_renderings: int | None = None,
 ) -> Selection:
     """Rank `candidates` for the question and choose the evidence (see module doc).
 
@@ -237,7 +240,9 @@ def select_evidence(
     names of articles, its German translation, a follow-up's previous question):
     each candidate takes its best coverage. `similarity_question` is compared with
     each sentence by `encoder` (None: no dense signal). `kind_question` decides the
-    answer type (default: the first rendering).
+    answer type (default: the first rendering). `unmatched` is measured on the first
+    `own_renderings` of `questions` (default: all): a follow-up's words, without the
+    previous question's, which was answered in its own turn and in its own language.
     """
     kind = answer_type(kind_question or questions[0])
     if not candidates:
@@ -245,7 +250,8 @@ def select_evidence(
     terms = [set(analyze(c.text)) for c in candidates]
     keys = [keys for q in questions if (keys := KeyTerms.of(q, terms)).words] or [KeyTerms.of("", terms)]
     everywhere = set().union(*terms)
-    unmatched = min(1.0 - k.coverage(everywhere) if k.words else 0.0 for k in keys)
+    own = [k for q in questions[:own_renderings] if (k := KeyTerms.of(q, terms)).words]
+    unmatched = min((1.0 - k.coverage(everywhere) for k in own), default=0.0)
     coverage = [max(k.coverage(held) for k in keys) for held in terms]
     if encoder is not None:
         vectors = encoder.encode([similarity_question, *(c.text for c in candidates)])

@@ -95,10 +95,12 @@ def article_heading(opening: Passage, number: int, rank: int) -> Candidate | Non
     )
 
 
-def widened(candidate: Candidate, passages: Sequence[Passage], before: bool = False) -> Candidate:
-    """The candidate with the sentence after it (and, `before`, the one before it) in its passage."""
+def widened(
+    candidate: Candidate, passages: Sequence[Passage], before: bool = False, after: bool = True
+) -> Candidate:
+    """The candidate with the sentence after it (`after`) and the one before it (`before`) in its passage."""
     passage = passages[candidate.passage - 1]
     start = candidate.previous_start if before and candidate.previous_start is not None else candidate.start
-    end = candidate.next_end if candidate.next_end is not None else candidate.end
+    end = candidate.next_end if after and candidate.next_end is not None else candidate.end
     text = passage.text[start - passage.start : end - passage.start]
     return replace(candidate, start=start, end=end, text=text, next_end=None, previous_start=None)
