@@ -16,7 +16,10 @@ English question also makes a translation call (in the short-call context) first
 
 Per answer it records time to first token and total time (Answer.timings_ms, from
 the call of `ask`), LLM time ("llm": every model call inside `ask`, including the
-translation of English questions), prompt, cached and completion tokens, and the
+translation of English questions and the refusal-odds pass), the refusal-odds pass on
+its own ("refusal_odds": it processes the prompt, so the answer call that follows finds
+the whole prompt cached and its prompt speed reads 0), prompt, cached and completion
+tokens, and the
 tool's own overhead = total − LLM time (retrieval, prompt fitting, verification).
 Prompt-processing speed is (prompt − cached tokens) / the answer call's time to its
 first token; generation speed is (completion tokens − 1) / the time after it.
@@ -105,6 +108,7 @@ def measure(pipeline: Pipeline, item: dict[str, Any]) -> dict[str, Any]:
         "total_ms": round(timings["total"], 1),
         "llm_ms": round(timings["llm"], 1),
         "retrieve_ms": round(timings["retrieve"], 1),
+        "refusal_odds_ms": round(timings.get("refusal_odds", 0.0), 1),
         "overhead_ms": round(timings["total"] - timings["llm"], 1),
         "prompt_tokens": answer.tokens.get("prompt", 0),
         "cached_tokens": answer.tokens.get("cached", 0),
@@ -131,6 +135,7 @@ def summarize_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "first_token_ms": summarize(column("first_token_ms")),
         "total_ms": summarize(column("total_ms")),
+        "refusal_odds_ms": summarize(column("refusal_odds_ms")),
         "overhead_ms": summarize(column("overhead_ms")),
         "overhead_percent_p50": summarize([100 * row["overhead_ms"] / row["total_ms"] for row in rows])[
             "p50"

@@ -13,7 +13,9 @@ question passes through each stage once:
 5. **answer**: the model reads the best few sentences; if it is more likely than not to
    open with the refusal sentence, the answer is a refusal; otherwise it writes a short
    cited answer (`rag.answering.phrase`), streamed;
-6. **check**: the written answer is held to the sentences it cites. When it fails the
+6. **check**: the written answer is held to the quotes it cites, not to the neighbours
+   the model read around them: on `evals/`, a phrasing drawn from a neighbour was wrong
+   in two of three cases (bench/replay_answers.py). When it fails the
    check, the answer is the selected sentence itself, quoted and cited: a confident
    selection never becomes a refusal because the model phrased it badly.
 
@@ -242,7 +244,9 @@ def ask(
     # 5. answer
     contexts = [w.context for w in found.windows]
     messages = phrase_messages(query.question, contexts, query.language, query.previous) if contexts else []
+    odds_started = time.perf_counter()
     p_refuse = refusal_probability(llm, messages, query.language) if contexts else None
+    odds_ms = (time.perf_counter() - odds_started) * 1000  # where the prompt is processed
     # Two signs that the answer is absent: the model's odds of refusing, and the share of the
     # question's key terms found nowhere in what was retrieved. Above the threshold together,
     # the answer is a refusal.
@@ -258,7 +262,8 @@ def ask(
         "retrieve": found.retrieve_ms,
         "first_token": generated.first_token_ms,
         "total": (time.perf_counter() - started) * 1000,
-        "llm": query.llm_ms + generated.llm_ms,
+        "refusal_odds": odds_ms,
+        "llm": query.llm_ms + odds_ms + generated.llm_ms,
     }
     return answer
 

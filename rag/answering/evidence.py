@@ -3,8 +3,13 @@
 After `rag.answering.select` has ranked the candidate sentences, `select_windows` takes
 the chosen ones first and then the next best, at most `EVIDENCE_SHOWN` and none
 overlapping. The model reads each with its neighbours (so that "es" and "er" find what
-they refer to); a citation quotes the sentence itself, or the sentence with the next one
-where it only sets up its answer. Leaves out: ranking (`select`) and the prompt
+they refer to). A citation quotes the sentence itself, widened where the text says it
+does not stand alone: with the sentence before when it opens by pointing back ("Mit
+diesem Strom …", "Damit …"), and with the sentence after when it only sets up its answer,
+counts a first point ("erstens"), or the next one carries it on ("Denn …", "Und …",
+"Zweitens …"). These are rules of the language, not of one corpus: on `evals/` they
+changed three quoted answers, all to correct ones (bench/replay_answers.py). A quote
+never reaches past its passage. Leaves out: ranking (`select`) and the prompt
 (`phrase`).
 """
 
@@ -43,7 +48,7 @@ EVIDENCE_SHOWN = 3
 class Evidence:
     """One piece of selected evidence: what an answer quotes, and what the model reads around it."""
 
-    quote: Candidate  # the sentence, with the next one where it only sets up its answer
+    quote: Candidate  # the sentence, with its neighbours where it does not stand alone
     context: Candidate  # the sentence with its neighbours in the passage: what the model is shown
 
 

@@ -28,7 +28,9 @@ article's sentence covers them (`complement`).
 sentence: a number for `--json` and the dim note when the best was not clearly ahead.
 `unmatched` is the share of the question's key-term weight that no candidate holds at
 all (for the rendering that matches best): words like "geboren" or "Hauptstadt" that
-appear nowhere in what was retrieved say the answer is probably not there either.
+appear nowhere in what was retrieved say the answer is probably not there either. A
+follow-up's share counts its own words only: the previous question was answered in its
+own turn, and in English its words are never in German sentences.
 Left out: model calls (the answer is phrased in `rag.answering.phrase`), and passages (see
 `rag.answering.sentences` for where candidates come from).
 """
