@@ -104,7 +104,8 @@ def measure(pipeline: Pipeline, item: dict[str, Any]) -> dict[str, Any]:
         "lang": item["lang"],
         "type": item["type"],
         "refused": answer.refused,
-        "first_token_ms": round(timings["first_token"], 1),
+        # A refusal decided before any generation has no first token.
+        "first_token_ms": round(timings["first_token"], 1) if timings["first_token"] > 0 else None,
         "total_ms": round(timings["total"], 1),
         "llm_ms": round(timings["llm"], 1),
         "retrieve_ms": round(timings["retrieve"], 1),
@@ -154,7 +155,7 @@ def compare_modes(warm: Sequence[dict[str, Any]], cold: Sequence[dict[str, Any]]
     """Per-question cold/warm ratios, over all questions and over those whose warm run reused a prefix."""
 
     def ratios(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], name: str) -> dict[str, float | int]:
-        return summarize([cold_row[name] / warm_row[name] for warm_row, cold_row in pairs])
+        return summarize([c[name] / w[name] for w, c in pairs if w[name] and c[name] is not None])
 
     pairs = list(zip(warm, cold, strict=True))
     reused = [(w, c) for w, c in pairs if w["cached_tokens"] >= MIN_REUSED_PREFIX]
@@ -163,8 +164,8 @@ def compare_modes(warm: Sequence[dict[str, Any]], cold: Sequence[dict[str, Any]]
         "prefix_reused": {
             "questions": [w["id"] for w, _ in reused],
             "warm_cached_tokens": summarize([w["cached_tokens"] for w, _ in reused]),
-            "warm_first_token_ms": summarize([w["first_token_ms"] for w, _ in reused]),
-            "cold_first_token_ms": summarize([c["first_token_ms"] for _, c in reused]),
+            "warm_first_token_ms": summarize([w["first_token_ms"] for w, _ in reused if w["first_token_ms"]]),
+            "cold_first_token_ms": summarize([c["first_token_ms"] for _, c in reused if c["first_token_ms"]]),
             "first_token": ratios(reused, "first_token_ms"),
             "total": ratios(reused, "total_ms"),
         },
