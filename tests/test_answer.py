@@ -231,19 +231,6 @@ def test_a_follow_up_is_read_with_the_question_before_it(seed_index, minilm, mul
     assert standalone.previous_question is None
 
 
-def test_a_follow_up_is_not_refused_for_the_words_of_its_previous_question(
-    seed_index, minilm, multilingual
-) -> None:  # type: ignore[no-untyped-def]
-    """The previous question's words count for the search and the selection, not as missing terms:
-    an English question's words are never in German sentences, and it was answered in its own turn."""
-    pipeline, _ = _scripted(seed_index, minilm, multilingual, "Von Iran und Israel [1].")
-    history = [Turn("According to Novastan, which regional country was bombed twice in the past year?", "…")]
-    result = ask(pipeline, "Von wem?", history=history)
-    assert result.previous_question == history[0].question
-    assert result.unmatched == 0.0 and not result.refused
-    assert "zweimal bombardiert" in " ".join(e.quote for e in result.evidence)
-
-
 # --- the real default model -------------------------------------------------------------------
 
 

@@ -146,7 +146,7 @@ def test_piped_questions_give_jsonl_with_history(
         }
         cited = record["citations"][0]
         assert cited["source"] == record["passages"][cited["n"] - 1]["source"]
-        assert cited["quote"] == record["evidence"][0]["text"]
+        assert cited["quote"] in record["evidence"][0]["text"]  # the quote, inside what the model read
 
 
 def test_piped_errors_are_one_line_and_the_rest_is_answered(

@@ -308,7 +308,6 @@ def _find_evidence(
     headings = retriever.headings(found)
     shown = [*found, *headings]
     renderings = [retriever.without_names(q) for q in (query.question, query.translated) if q]
-    own_renderings = len(renderings)
     if query.previous:
         renderings += [f"{q} {retriever.without_names(query.previous)}" for q in renderings]
     selection = select_evidence(
@@ -317,7 +316,6 @@ def _find_evidence(
         candidate_sentences(found, headings),
         pipeline.multilingual if pipeline.settings.multilingual_weight > 0 else None,
         kind_question=query.question,
-        own_renderings=own_renderings,
     )
     windows = select_windows(selection, shown, renderings)
     return _Found(found, shown, renderings, selection, windows, (time.perf_counter() - started) * 1000)

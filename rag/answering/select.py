@@ -28,9 +28,7 @@ article's sentence covers them (`complement`).
 sentence: a number for `--json` and the dim note when the best was not clearly ahead.
 `unmatched` is the share of the question's key-term weight that no candidate holds at
 all (for the rendering that matches best): words like "geboren" or "Hauptstadt" that
-appear nowhere in what was retrieved say the answer is probably not there either. A
-follow-up's share counts its own words only: the previous question was answered in its
-own turn, and in English its words are never in German sentences.
+appear nowhere in what was retrieved say the answer is probably not there either.
 Left out: model calls (the answer is phrased in `rag.answering.phrase`), and passages (see
 `rag.answering.sentences` for where candidates come from).
 """
@@ -234,7 +232,6 @@ def select_evidence(
     candidates: Sequence[Candidate],
     encoder: Embedder | None,
     kind_question: str | None = None,
-    own_renderings: int | None = None,
 ) -> Selection:
     """Rank `candidates` for the question and choose the evidence (see module doc).
 
@@ -242,9 +239,7 @@ def select_evidence(
     names of articles, its German translation, a follow-up's previous question):
     each candidate takes its best coverage. `similarity_question` is compared with
     each sentence by `encoder` (None: no dense signal). `kind_question` decides the
-    answer type (default: the first rendering). `unmatched` is measured on the first
-    `own_renderings` of `questions` (default: all): a follow-up's words, without the
-    previous question's, which was answered in its own turn and in its own language.
+    answer type (default: the first rendering).
     """
     kind = answer_type(kind_question or questions[0])
     if not candidates:
@@ -252,8 +247,7 @@ def select_evidence(
     terms = [set(analyze(c.text)) for c in candidates]
     keys = [keys for q in questions if (keys := KeyTerms.of(q, terms)).words] or [KeyTerms.of("", terms)]
     everywhere = set().union(*terms)
-    own = [k for q in questions[:own_renderings] if (k := KeyTerms.of(q, terms)).words]
-    unmatched = min((1.0 - k.coverage(everywhere) for k in own), default=0.0)
+    unmatched = min(1.0 - k.coverage(everywhere) if k.words else 0.0 for k in keys)
     coverage = [max(k.coverage(held) for k in keys) for held in terms]
     if encoder is not None:
         vectors = encoder.encode([similarity_question, *(c.text for c in candidates)])
