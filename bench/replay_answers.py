@@ -64,7 +64,7 @@ def replay(run_dir: Path) -> tuple[list[QuestionResult], list[str]]:
         shown = [(w.context.source, w.context.start, w.context.end) for w in found.windows]
         if shown != _spans(row["evidence"]):
             stale.append(row["id"])
-        p_refuse = row["refusal_probability"]
+        p_refuse = row["refusal_probability"] if found.windows else None  # no evidence: `ask` asks nothing
         absent = p_refuse + found.selection.unmatched if p_refuse is not None else None
         refused = absent is None or absent > settings.refusal_threshold
         generated = _Generated(text=row["raw"] if not refused else "")

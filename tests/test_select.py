@@ -40,6 +40,10 @@ if TYPE_CHECKING:
         ("Wer ist der Autor des Artikels über Tokajew?", "byline"),
         ("Who is the author of the article about Tokayev?", "byline"),
         ("Welchen Autor lobt der Leser in seinem Kommentar?", "any"),
+        ("Und was sagte er über territoriale Fragen?", "speech"),
+        ("What did Mohammed bin Salman say about the Abraham Accords?", "speech"),
+        ("Wie bezeichnete Putin den Moment des Besuchs?", "speech"),
+        ("Was sagte Tokajew in Moskau?", "speech"),
         ("Why does the author doubt that Tokayev wrote the article?", "any"),
     ],
 )
@@ -158,6 +162,8 @@ def test_a_two_part_question_gets_a_sentence_from_each_article(pipeline: Pipelin
         ('"Mit diesem Strom betreiben wir den Schredder", sagt Hanisch.', True),
         ("Damit endete der Besuch.", True),
         ("This was the first visit.", True),
+        ("Allein im vergangenen Jahr wurde es zweimal bombardiert.", True),
+        ("Wie sehen Sie das Geschäft mit den Sendernetzen?", False),
         ("Das Buch mit dem Titel «Die Erfindung» gewann.", False),
         ("Tokajew reiste nach Moskau.", False),
     ],
@@ -179,3 +185,14 @@ def test_a_sentence_that_points_back_is_recognised(sentence: str, back: bool) ->
 )
 def test_a_sentence_that_carries_on_the_one_before_is_recognised(sentence: str, carries_on: bool) -> None:
     assert continues(sentence) is carries_on
+
+
+def test_what_somebody_said_is_answered_by_reported_speech_only(pipeline: Pipeline) -> None:
+    assert can_state("speech", "„Dann ist alles möglich“, sagte Putin.")
+    assert can_state("speech", "Er sei bereit, Truppen zu schicken.")
+    assert not can_state("speech", "Putin schickte Truppen nach Kasachstan.")
+    selection, _, _ = _select(pipeline, "Was sagte Putin über territoriale Fragen?")
+    assert selection.answer_type == "speech"
+    assert "territorialen Fragen" in selection.chosen[0].candidate.text
+    assert all(can_state("speech", s.candidate.text) for s in selection.ranked if s.fits)
+    assert any(not s.fits for s in selection.ranked)  # sentences without speech are out of the running

@@ -5,10 +5,11 @@ the chosen ones first and then the next best, at most `EVIDENCE_SHOWN` and none
 overlapping. The model reads each with its neighbours (so that "es" and "er" find what
 they refer to). A citation quotes the sentence itself, widened where the text says it
 does not stand alone: with the sentence before when it opens by pointing back ("Mit
-diesem Strom …", "Damit …"), and with the sentence after when it only sets up its answer,
+diesem Strom …", "Damit …") or names its subject by a pronoun ("Allein im vergangenen
+Jahr wurde es zweimal bombardiert."), and with the sentence after when it only sets up its answer,
 counts a first point ("erstens"), or the next one carries it on ("Denn …", "Und …",
 "Zweitens …"). These are rules of the language, not of one corpus: on `evals/` they
-changed three quoted answers, all to correct ones (bench/replay_answers.py). A quote
+changed four quoted answers, all to correct ones (bench/replay_answers.py). A quote
 never reaches past its passage. Leaves out: ranking (`select`) and the prompt
 (`phrase`).
 """
@@ -31,6 +32,9 @@ _REFERS_BACK = re.compile(
     r"""dabei|darum|dazu|dafür|er|thus|therefore|he|she)\b""",
     re.IGNORECASE,
 )
+# A third-person pronoun among the first eight words. Lower case only: mid-sentence "Sie"
+# is the polite "you" of an interview question, not a reference.
+_PRONOUN_NEAR_START = re.compile(r"^\W*(\S+\s+){0,7}?(er|es|sie|ihm|ihn|ihnen|he|she|it|they|him|them)\b")
 # Openings of a sentence that carries on the one before it: "and", a reason, a second point, "that is".
 _CONTINUES = re.compile(
     r"""^\W*(denn|und|zweitens|drittens|nämlich|das heißt|because|and|secondly|second|thirdly|namely|"""
@@ -84,8 +88,9 @@ def select_windows(
 
 
 def refers_back(sentence: str) -> bool:
-    """Whether the sentence opens by pointing at the one before it ("Mit diesem Strom …", "Damit …")."""
-    return bool(_REFERS_BACK.match(sentence))
+    """Whether the sentence opens by pointing at the one before it ("Mit diesem Strom …", "Damit …"),
+    or names its subject by a pronoun near its start ("Allein im vergangenen Jahr wurde es …")."""
+    return bool(_REFERS_BACK.match(sentence) or _PRONOUN_NEAR_START.match(sentence))
 
 
 def continues(sentence: str) -> bool:

@@ -18,7 +18,7 @@ multiple-choice picks were position-biased (16 of 40 right) and its query likeli
 added nothing over coverage (28 of 40 either way), at seconds per question.
 
 A question can ask what no sentence states. `answer_type` says what kind of fact a
-question wants (a quantity, a date, an article's author or date); a candidate that
+question wants (a quantity, a date, an article's author or date, what somebody said); a candidate that
 cannot state it is left out of the running, and when none can, the selection is
 empty: the answer is a refusal. A question in two parts ("…, und wie lange…?") gets a
 second sentence when the first leaves a large share of the key terms open and another
@@ -62,7 +62,7 @@ MIN_TYPED_COVERAGE_SHARE = 0.5
 MIN_OPEN_SHARE = 0.3
 MIN_COMPLEMENT = 0.4
 
-AnswerType = Literal["quantity", "day", "date", "byline", "any"]
+AnswerType = Literal["quantity", "day", "date", "byline", "speech", "any"]
 
 _WORD = re.compile(r"[^\W\d_][\w-]*", re.UNICODE)
 _NOT_KEY_TERMS = frozenset(
@@ -114,8 +114,24 @@ _STATES_DATE = re.compile(
 )
 
 
+# Questions about what somebody said: only reported speech can answer them.
+_ASKS_SPEECH = re.compile(
+    r"\b((was|wie)\b.*\b(sagte|sagt|sagten|äußerte|erklärte|meinte|bezeichnete|nannte|betonte)|"
+    r"what (did|does|do)\b.*\b(say|tell|state|call)|how (did|does|do)\b.*\b(describe|call))\b",
+    re.I,
+)
+# Reported speech: quotation marks, a verb of saying, or the German reported-speech mood.
+_STATES_SPEECH = re.compile(
+    r"[„“”\"«»]|\b(sagte|sagt|sagten|äußerte|äußert|erklärte|erklärt|meinte|meint|betonte|betont|sprach|"
+    r"spricht|bezeichnete|bezeichnet|nannte|nennt|sei|seien|habe|said|says|told|stated|states|called|calls|"
+    r"described|describes)\b",
+    re.I,
+)
+
+
 def answer_type(question: str) -> AnswerType:
-    """What kind of fact the question asks for: the article's byline, a date, a quantity, or anything."""
+    """What kind of fact the question asks for: the article's byline, a date, a quantity, what somebody
+    said, or anything."""
     if _ASKS_BYLINE.search(question):
         return "byline"
     if _ASKS_DAY.search(question):
@@ -124,6 +140,8 @@ def answer_type(question: str) -> AnswerType:
         return "date"
     if _ASKS_QUANTITY.search(question):
         return "quantity"
+    if _ASKS_SPEECH.search(question):
+        return "speech"
     return "any"
 
 
@@ -140,7 +158,7 @@ _STATES_DAY = re.compile(
 
 def can_state(answer: AnswerType, text: str, question: str = "") -> bool:
     """Whether `text` can state the kind of fact asked for (a number for a quantity, a time for a date,
-    a day for "on which date").
+    a day for "on which date", reported speech for "what did … say").
 
     Numbers that the question already holds do not count: "in January 2022" answers no
     "how many … in January 2022?". A byline question is answered by the article's
@@ -154,6 +172,8 @@ def can_state(answer: AnswerType, text: str, question: str = "") -> bool:
         return bool(_STATES_DATE.search(text))
     if answer == "day":
         return bool(_STATES_DAY.search(text))
+    if answer == "speech":
+        return bool(_STATES_SPEECH.search(text))
     return True
 
 
@@ -263,7 +283,7 @@ def select_evidence(
     fits = [c.heading if kind == "byline" else can_state(kind, c.text, asked) for c in candidates]
     if kind == "byline" and not any(fits):
         fits = [True] * len(candidates)  # no heading among the candidates: rank them all
-    if kind in ("quantity", "date", "day"):
+    if kind in ("quantity", "date", "day", "speech"):
         floor = MIN_TYPED_COVERAGE_SHARE * max(coverage)
         fits = [fit and cov >= floor for fit, cov in zip(fits, coverage, strict=True)]
     scored = [
