@@ -73,16 +73,12 @@ def select_windows(
         if len(windows) == EVIDENCE_SHOWN:
             break
         sets_up = candidate.text.rstrip().endswith(":") or not adds_information([candidate.text], questions)
-        context = widened(candidate, shown, before=True)
+        after = (
+            sets_up or bool(_ENUMERATES.search(candidate.text)) or continues(_next_sentence(candidate, shown))
+        )
+        context = widened(candidate, shown, before=True, after=after)
         if not any(_overlap(w.context, context) for w in windows):
-            quote = widened(
-                candidate,
-                shown,
-                before=refers_back(candidate.text),
-                after=sets_up
-                or bool(_ENUMERATES.search(candidate.text))
-                or continues(_next_sentence(candidate, shown)),
-            )
+            quote = widened(candidate, shown, before=refers_back(candidate.text), after=after)
             windows.append(Evidence(quote, context))
     return windows
 
