@@ -87,11 +87,12 @@ def test_a_phrasing_that_fails_the_check_gives_way_to_the_quoted_evidence(
 def test_a_phrasing_backed_only_by_a_neighbour_of_the_selected_sentence_is_not_the_answer(
     seed_index, minilm, multilingual
 ) -> None:  # type: ignore[no-untyped-def]
-    reply = "Experten bezeichneten den Schritt als symbolische Geste [1]."
+    """The model's real answer in an eval run: right words from the sentence before the one that answers."""
+    reply = "Tokajew war zuletzt in den USA wegen der Verpflichtung, die Beziehungen auszubauen [1]."
     pipeline, _ = _scripted(seed_index, minilm, multilingual, reply)
-    result = ask(pipeline, "Welche Beziehungen unterhält Kasachstan laut Novastan zu Israel?")
+    result = ask(pipeline, "Aus welchem Anlass war Tokajew zuletzt in den USA?")
     assert is_supported(parse_markers(reply)[0], result.evidence[0].quote)  # the model read it there
-    assert result.quoted and "1992" in result.answer and "Experten" not in result.citations[0].quote
+    assert result.quoted and "C5+1" in result.answer and "Verpflichtung" not in result.citations[0].quote
     _quotes_are_exact(result, seed_index.cwd)
 
 
