@@ -109,7 +109,7 @@ def measure(pipeline: Pipeline, item: dict[str, Any]) -> dict[str, Any]:
         "total_ms": round(timings["total"], 1),
         "llm_ms": round(timings["llm"], 1),
         "retrieve_ms": round(timings["retrieve"], 1),
-        "refusal_odds_ms": round(timings.get("refusal_odds", 0.0), 1),
+        "refusal_odds_ms": round(timings["refusal_odds"], 1),
         "overhead_ms": round(timings["total"] - timings["llm"], 1),
         "prompt_tokens": answer.tokens.get("prompt", 0),
         "cached_tokens": answer.tokens.get("cached", 0),

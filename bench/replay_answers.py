@@ -25,7 +25,7 @@ from typing import Any
 
 from benchlib import QUESTIONS_FILE, REPO
 
-from rag.answering.answer import _checked_answer, _find_evidence, _Generated, _Query
+from rag.answering.answer import _checked_answer, _find_evidence, _Generated, _Query, is_refusal_decided
 from rag.answering.pipeline import Pipeline
 from rag.evaluation.corpora import corpus_index_dir
 from rag.evaluation.one_question import gold_passages
@@ -37,21 +37,16 @@ from rag.settings import Settings
 from rag.types import SearchFilters
 
 
-def _spans(evidence: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
-    return [(e["source"], e["start"], e["end"]) for e in evidence]
-
-
-def replay(run_dir: Path) -> tuple[list[QuestionResult], list[str]]:
-    """Every answered question of the run, re-decided from its stored model outputs; and the stale ids."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    mode = mode_of_run(summary["run"]["mode"])
+def replay(run: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[list[QuestionResult], list[str]]:
+    """Every answered question of a run (its summary's `run` and its results lines), re-decided from
+    its stored model outputs; and the stale ids."""
+    mode = mode_of_run(run["mode"])
     questions = {q.id: q for q in load_questions(QUESTIONS_FILE).questions}
     settings = Settings()
     main = Pipeline(settings, cwd=REPO)
     pipelines: dict[str | None, Pipeline] = {None: main}
     results, stale = [], []
-    for line in (run_dir / "results.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    for row in rows:
         question = questions[row["id"]]
         if question.corpus not in pipelines:
             index_dir = corpus_index_dir(Path(settings.index_dir), QUESTIONS_FILE.parent / question.corpus)
@@ -62,11 +57,10 @@ def replay(run_dir: Path) -> tuple[list[QuestionResult], list[str]]:
         filters = SearchFilters(include_comments=question.include_comments)
         found = _find_evidence(pipeline, query, filters, None, gold)
         shown = [(w.context.source, w.context.start, w.context.end) for w in found.windows]
-        if shown != _spans(row["evidence"]):
+        if shown != [(e["source"], e["start"], e["end"]) for e in row["evidence"]]:
             stale.append(row["id"])
         p_refuse = row["refusal_probability"] if found.windows else None  # no evidence: `ask` asks nothing
-        absent = p_refuse + found.selection.unmatched if p_refuse is not None else None
-        refused = absent is None or absent > settings.refusal_threshold
+        refused = is_refusal_decided(p_refuse, found.selection.unmatched, settings.refusal_threshold)
         generated = _Generated(text=row["raw"] if not refused else "")
         answer = _checked_answer(query, found, generated, refused)
         answer.refusal_probability = p_refuse
@@ -91,8 +85,10 @@ def main() -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("--out", type=Path, help="write the replayed run directory here")
     args = parser.parse_args()
-    results, stale = replay(args.run)
-    before = {json.loads(line)["id"]: json.loads(line) for line in (args.run / "results.jsonl").open()}
+    run = json.loads((args.run / "summary.json").read_text())["run"]
+    rows = [json.loads(line) for line in (args.run / "results.jsonl").read_text().splitlines()]
+    results, stale = replay(run, rows)
+    before = {row["id"]: row for row in rows}
     changed = []
     for result in results:
         old = before[result.id]["scores"]
@@ -118,7 +114,6 @@ def main() -> int:
         with (args.out / "results.jsonl").open("w") as handle:
             for result in results:
                 handle.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
-        run = json.loads((args.run / "summary.json").read_text())["run"]
         (args.out / "summary.json").write_text(json.dumps({"run": run, **summary}, indent=1))
     return 0
 

@@ -247,11 +247,7 @@ def ask(
     odds_started = time.perf_counter()
     p_refuse = refusal_probability(llm, messages, query.language) if contexts else None
     odds_ms = (time.perf_counter() - odds_started) * 1000  # where the prompt is processed
-    # Two signs that the answer is absent: the model's odds of refusing, and the share of the
-    # question's key terms found nowhere in what was retrieved. Above the threshold together,
-    # the answer is a refusal.
-    absent = (p_refuse + found.selection.unmatched) if p_refuse is not None else None
-    refused = absent is None or absent > pipeline.settings.refusal_threshold
+    refused = is_refusal_decided(p_refuse, found.selection.unmatched, pipeline.settings.refusal_threshold)
     generated = _generate(pipeline, llm, messages, started, on_token) if not refused else _Generated()
 
     # 6. check
@@ -266,6 +262,16 @@ def ask(
         "llm": query.llm_ms + odds_ms + generated.llm_ms,
     }
     return answer
+
+
+def is_refusal_decided(p_refuse: float | None, unmatched: float, threshold: float) -> bool:
+    """Whether the answer is a refusal before anything is written.
+
+    Two signs that the answer is absent: the model's odds of refusing (None: there was no
+    evidence to ask about) and the share of the question's key terms found nowhere in what
+    was retrieved. Above the threshold together, the answer is a refusal.
+    """
+    return p_refuse is None or p_refuse + unmatched > threshold
 
 
 def _read_query(
@@ -334,7 +340,7 @@ def _checked_answer(query: _Query, found: _Found, generated: _Generated, refused
     if refused:
         text = REFUSALS[query.language]
     elif quoted:
-        text = with_markers(_quote(quotes_shown[0]), [number_of[1]])
+        text = with_markers(_quote(quotes[0]), [number_of[1]])
     else:
         text = " ".join(
             with_markers(sentence, sorted({number_of[n] for n in evidence}))

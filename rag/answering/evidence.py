@@ -101,10 +101,8 @@ def continues(sentence: str) -> bool:
 
 
 def _next_sentence(candidate: Candidate, shown: Sequence[Passage]) -> str:
-    if candidate.next_end is None:
-        return ""
-    passage = shown[candidate.passage - 1]
-    return passage.text[candidate.end - passage.start : candidate.next_end - passage.start]
+    """The text after the candidate up to the end of the next sentence in its passage ("" at its end)."""
+    return widened(candidate, shown).text[len(candidate.text) :]
 
 
 def _overlap(a: Candidate, b: Candidate) -> bool:

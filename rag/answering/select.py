@@ -18,9 +18,9 @@ multiple-choice picks were position-biased (16 of 40 right) and its query likeli
 added nothing over coverage (28 of 40 either way), at seconds per question.
 
 A question can ask what no sentence states. `answer_type` says what kind of fact a
-question wants (a quantity, a date, an article's author or date, what somebody said); a candidate that
-cannot state it is left out of the running, and when none can, the selection is
-empty: the answer is a refusal. A question in two parts ("…, und wie lange…?") gets a
+question wants (a quantity, a date, an article's author or date, what somebody said); a
+candidate that cannot state it is left out of the running, and when none can, the
+selection is empty: the answer is a refusal. A question in two parts ("…, und wie lange…?") gets a
 second sentence when the first leaves a large share of the key terms open and another
 article's sentence covers them (`complement`).
 
