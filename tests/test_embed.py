@@ -4,6 +4,7 @@ Sentence Encoder): vectors, similarity, token counts, fingerprints."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from rag.errors import RagError
-from rag.index.bert import supports
+from rag.index.bert import NumpyBertEncoder, supports
 from rag.index.embed import (
     MULTILINGUAL_WEIGHT_FILES,
     NumpyEmbedder,
@@ -230,6 +231,20 @@ def test_query_embedder_takes_only_plain_mean_pooled_bert(tmp_path: Path) -> Non
     )
     assert not supports(copy)
     assert not supports(tmp_path)  # no model at all
+
+
+def test_a_max_seq_length_past_the_models_positions_is_a_one_line_error(tmp_path: Path) -> None:
+    packaged = resolve_model_dir(DEFAULT_EMBEDDING_MODEL)
+    copy = tmp_path / "model"
+    shutil.copytree(packaged, copy)
+    config = copy / "sentence_bert_config.json"
+    config.write_text(re.sub(r'"max_seq_length": *\d+', '"max_seq_length": 2048', config.read_text()))
+    encoder = NumpyBertEncoder("minilm-copy", copy)
+    assert encoder.encode(["Ja."]).shape == (1, 384)  # short texts still embed
+    with pytest.raises(RagError) as caught:
+        encoder.encode(["Der Präsident empfing den Minister. " * 200])
+    message = str(caught.value)
+    assert "\n" not in message and "lower max_seq_length" in message and "minilm-copy" in message
 
 
 def test_sentencepiece_gives_the_packaged_tokenizer_ids(seeds_dir: Path) -> None:
