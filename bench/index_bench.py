@@ -13,7 +13,9 @@ a few times, in-process and as `rag index` subprocesses, to time the no-op path.
 The 10kGNAD articles (../shared/corpora/10kGNAD-test.csv) are written one per file
 as NNNN.txt. With --work-dir the indexes stay there for search_bench and
 answer_bench (run_all.py does this); without it they go to a temporary folder
-that is deleted. Writes bench/results/index.json. It measures; it never asserts.
+that is deleted. `--precision` sets embed_precision for every build (float32 gives the
+side-by-side baseline of bfloat16) and `--name` the result file. Writes
+bench/results/index.json by default. It measures; it never asserts.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from benchlib import (
 )
 
 from rag.answering.pipeline import Pipeline
+from rag.index.embed import computes_bfloat16
 from rag.settings import Settings
 
 STAGES = ("reading", "chunking", "embedding", "embedding (multilingual)")
@@ -102,9 +105,9 @@ def directory_mb(directory: Path) -> float:
     return round(total / 1e6, 1)
 
 
-def build(folder: Path, index_dir: Path, cwd: Path) -> dict[str, Any]:
+def build(folder: Path, index_dir: Path, cwd: Path, precision: str) -> dict[str, Any]:
     """One full build into an empty index_dir, with a fresh Pipeline (loads MiniLM)."""
-    pipeline = Pipeline(Settings(index_dir=index_dir), cwd=cwd)
+    pipeline = Pipeline(Settings(index_dir=index_dir, embed_precision=precision), cwd=cwd)
     clock = StageClock()
     report = pipeline.index([folder], on_progress=clock)
     seconds = time.perf_counter() - clock.started
@@ -126,21 +129,24 @@ def build(folder: Path, index_dir: Path, cwd: Path) -> dict[str, Any]:
     }
 
 
-def noop_runs(folder: Path, index_dir: Path, cwd: Path, repeats: int) -> dict[str, Any]:
+def noop_runs(folder: Path, index_dir: Path, cwd: Path, repeats: int, precision: str) -> dict[str, Any]:
     """Re-index the unchanged corpus: in-process (fresh Pipeline) and as a `rag index` subprocess."""
     in_process: list[float] = []
     embedded: list[int] = []
     for _ in range(repeats):
-        pipeline = Pipeline(Settings(index_dir=index_dir), cwd=cwd)
+        pipeline = Pipeline(Settings(index_dir=index_dir, embed_precision=precision), cwd=cwd)
         elapsed, report = timed_ms(lambda pipeline=pipeline: pipeline.index([folder]))
         in_process.append(elapsed)
         embedded.append(report.chunks_embedded)
     command = [str(venv_bin("rag")), "--index-dir", str(index_dir), "index", "--json", str(folder)]
+    environment = {**os.environ, "RAG_EMBED_PRECISION": precision}
     cli: list[float] = []
     exit_codes: list[int] = []
     for _ in range(repeats):
         elapsed, finished = timed_ms(
-            lambda: subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+            lambda: subprocess.run(
+                command, cwd=cwd, env=environment, capture_output=True, text=True, check=False
+            )
         )
         cli.append(elapsed)
         exit_codes.append(finished.returncode)
@@ -165,18 +171,22 @@ def import_heavy_libraries() -> float:
     return round(elapsed, 1)
 
 
-def run(work_dir: Path, gnad_limit: int | None, skip_gnad: bool, noop_repeats: int) -> dict[str, Any]:
+def run(
+    work_dir: Path, gnad_limit: int | None, skip_gnad: bool, noop_repeats: int, precision: str
+) -> dict[str, Any]:
     result: dict[str, Any] = {
         "machine": machine_info(),
         "import_heavy_libraries_ms": import_heavy_libraries(),
+        "embed_precision": precision,
+        "cpu_computes_bfloat16": computes_bfloat16(),
     }
     corpora: dict[str, Any] = {}
 
     seeds_index = seeds_index_dir(work_dir)
     corpora["seeds"] = {
         "corpus": str(SEEDS_DIR.relative_to(REPO)),
-        "build": build(SEEDS_DIR, seeds_index, REPO),
-        "noop": noop_runs(SEEDS_DIR, seeds_index, REPO, noop_repeats),
+        "build": build(SEEDS_DIR, seeds_index, REPO, precision),
+        "noop": noop_runs(SEEDS_DIR, seeds_index, REPO, noop_repeats, precision),
         "index_dir": str(seeds_index),
     }
     print_json({"seeds": corpora["seeds"]})
@@ -187,8 +197,8 @@ def run(work_dir: Path, gnad_limit: int | None, skip_gnad: bool, noop_repeats: i
         gnad_index = gnad_index_dir(work_dir)
         corpora["10kgnad"] = {
             "corpus": f"{GNAD_CSV.name} ({articles} articles, one NNNN.txt per row)",
-            "build": build(docs, gnad_index, docs.parent),
-            "noop": noop_runs(docs, gnad_index, docs.parent, noop_repeats),
+            "build": build(docs, gnad_index, docs.parent, precision),
+            "noop": noop_runs(docs, gnad_index, docs.parent, noop_repeats, precision),
             "index_dir": str(gnad_index),
         }
         print_json({"10kgnad": corpora["10kgnad"]})
@@ -202,13 +212,21 @@ def main() -> None:
     parser.add_argument("--gnad-limit", type=int, help="Only the first N 10kGNAD articles (for a quick try).")
     parser.add_argument("--skip-gnad", action="store_true", help="Only the seeds.")
     parser.add_argument("--noop-repeats", type=int, default=5, help="No-op re-runs per kind (default 5).")
+    parser.add_argument(
+        "--precision",
+        choices=("bfloat16", "float32"),
+        default=Settings.model_fields["embed_precision"].default,
+        help="embed_precision of the builds (default: the setting's default).",
+    )
+    parser.add_argument("--name", default="index", help="Result file name in bench/results (default index).")
     args = parser.parse_args()
+    options = (args.gnad_limit, args.skip_gnad, args.noop_repeats, args.precision)
     if args.work_dir:
-        result = run(args.work_dir.resolve(), args.gnad_limit, args.skip_gnad, args.noop_repeats)
+        result = run(args.work_dir.resolve(), *options)
     else:
         with tempfile.TemporaryDirectory(prefix="rag-index-bench-") as temporary:
-            result = run(Path(temporary), args.gnad_limit, args.skip_gnad, args.noop_repeats)
-    path = write_result("index", result)
+            result = run(Path(temporary), *options)
+    path = write_result(args.name, result)
     print(f"wrote {path.relative_to(REPO)} (load average now {os.getloadavg()[0]:.2f})")
 
 

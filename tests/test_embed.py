@@ -19,6 +19,7 @@ from rag.index.embed import (
     MULTILINGUAL_WEIGHT_FILES,
     NumpyEmbedder,
     SentencePieceTokenizer,
+    computes_bfloat16,
     load_embedder,
     load_multilingual_encoder,
     load_query_embedder,
@@ -60,6 +61,38 @@ def test_batching_and_progress_keep_input_order(minilm: Embedder) -> None:
     one_by_one = np.stack([minilm.encode([text])[0] for text in texts])
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
     assert progress == [3, 6, 7]
+
+
+def _seed_sentences(seeds_dir: Path, count: int) -> list[str]:
+    text = " ".join(path.read_text(encoding="utf-8") for path in sorted(seeds_dir.glob("*.txt")))
+    sentences = [sentence.strip() for sentence in re.split(r"(?<=[.!?])\s+", text) if len(sentence) > 40]
+    return sentences[:count]
+
+
+def test_bfloat16_batches_stay_within_cosine_0_999_of_float32_at_unit_length(
+    minilm: Embedder, seeds_dir: Path
+) -> None:
+    if not computes_bfloat16():
+        pytest.skip("this CPU does not compute bfloat16 natively, so indexing stays float32")
+    texts = _seed_sentences(seeds_dir, 48)
+    bfloat16 = load_embedder(precision="bfloat16")
+    reduced, full = bfloat16.encode(texts), minilm.encode(texts)
+    np.testing.assert_allclose(np.linalg.norm(reduced, axis=1), 1.0, atol=1e-5)
+    cosines = (reduced * full).sum(axis=1)
+    assert cosines.min() > 0.999
+    assert np.abs(reduced - full).max() > 1e-4  # it did run in bfloat16
+    # A question (a small batch) is embedded in float32, as the numpy query embedder does.
+    np.testing.assert_allclose(bfloat16.encode(texts[:2]), full[:2], atol=1e-5)
+
+
+def test_bfloat16_falls_back_to_float32_where_the_cpu_lacks_it(
+    minilm: Embedder, seeds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rag.index.embed.computes_bfloat16", lambda: False)
+    texts = _seed_sentences(seeds_dir, 12)
+    np.testing.assert_allclose(
+        load_embedder(precision="bfloat16").encode(texts), minilm.encode(texts), atol=1e-5
+    )
 
 
 def test_empty_input_gives_empty_matrix(minilm: Embedder) -> None:

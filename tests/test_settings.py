@@ -35,6 +35,7 @@ def test_fingerprint_changes_with_index_shaping_settings_only() -> None:
     assert base.with_overrides(top_k=2).index_fingerprint("weights", "multilingual") == same
     assert base.with_overrides(multilingual_weight=0).index_fingerprint("weights", "multilingual") == same
     assert base.with_overrides(chunk_tokens=96).index_fingerprint("weights", "multilingual") != same
+    assert base.with_overrides(embed_precision="float32").index_fingerprint("weights", "multilingual") != same
     assert base.index_fingerprint("other-weights", "multilingual") != same
     assert base.index_fingerprint("weights", "other-multilingual") != same
 

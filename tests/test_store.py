@@ -82,6 +82,13 @@ def test_add_query_delete_round_trip(store: ChromaStore) -> None:
     assert store.query(query, k=1)[0][0] == "chunk-3"
 
 
+def test_chunk_texts_stay_out_of_chroma(store: ChromaStore) -> None:
+    """The chunk table holds the texts; Chroma would only index them a second time."""
+    _fill(store)
+    stored = store._collection.get(include=["documents"])
+    assert stored["ids"] and all(document is None for document in stored["documents"])
+
+
 def test_vectors_and_metadata_survive_reopening(tmp_path: Path) -> None:
     first = ChromaStore.open(tmp_path / "chroma", create=True)
     _fill(first)

@@ -69,7 +69,7 @@ class Pipeline:
         if self._embedder is None:
             from rag.index.embed import load_embedder
 
-            self._embedder = load_embedder(self.settings.embedding_model)
+            self._embedder = load_embedder(self.settings.embedding_model, self.settings.embed_precision)
         return self._embedder
 
     @property

@@ -2,7 +2,9 @@
 
 `ChromaStore` keeps one cosine-space collection of chunk embeddings with the chunk's
 metadata, so dense search can filter by source, outlet, date range and section; an
-index holds two, one per encoder, on one client (`sibling`).
+index holds two, one per encoder, on one client (`sibling`). Chunk texts are not stored
+in Chroma: the chunk table holds them, and Chroma would index them for its own
+full-text search, half the time of writing vectors (bench/README.md).
 We always pass our own embeddings (the collection has no embedding function), and
 Chroma telemetry is off. `ChromaStore.open` uses a local `PersistentClient`;
 `ChromaStore.from_client` accepts any Chroma client, e.g. an `HttpClient`, so a
@@ -203,7 +205,6 @@ class ChromaStore:
                 ids=[chunk.id for chunk in batch],
                 embeddings=embeddings[offset : offset + self._batch_size],
                 metadatas=[chunk_metadata(chunk) for chunk in batch],
-                documents=[chunk.text for chunk in batch],
             )
 
     def delete(self, ids: Collection[str]) -> None:

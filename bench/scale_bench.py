@@ -1,0 +1,184 @@
+"""How indexing and search cost grow with the corpus: 1, 2, 5, 10 and 20 copies of 10kGNAD.
+
+For each size N, N copies of the 1,028 test articles are written as files and indexed
+by the `rag` executable into a fresh index, as a user runs it. Copy 0 is the corpus
+itself; copy k > 0 shuffles the sentences of every paragraph (seeded by k and the
+article) and opens with the line "Ausgabe k", so no file or chunk deduplicates and
+every chunk is embedded, while texts and token counts stay those of real news. Per size:
+- full build: wall time and peak RSS of `rag index` (`wait4`), chunks, disk size;
+- search: warm `Pipeline.search` p50/p95 (default hybrid) over the first words of 100
+  articles drawn with seed 0;
+- update: 1 % of the files get one more sentence, and `rag index` runs again: wall time
+  and peak RSS.
+Writes bench/results/scale.json and the plot docs/scaling.png after every size, so a
+long run that is stopped keeps what it measured. Not run by run_all.py (20 copies take
+about an hour of embedding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchlib import REPO, machine_info, print_json, read_gnad, summarize, timed_ms, venv_bin, write_result
+from search_bench import first_words
+
+from rag.answering.pipeline import Pipeline
+from rag.settings import Settings
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+SEARCH_QUERIES = 100
+CHANGED_SHARE = 0.01
+
+
+def perturbed(text: str, copy: int, article: int) -> str:
+    """Copy `copy` of an article: its paragraphs' sentences shuffled, under an "Ausgabe" line."""
+    if copy == 0:
+        return text
+    shuffle = random.Random(copy * 100_003 + article).shuffle
+    paragraphs = []
+    for paragraph in text.split("\n"):
+        sentences = _SENTENCE_END.split(paragraph)
+        shuffle(sentences)
+        paragraphs.append(" ".join(sentences))
+    return f"Ausgabe {copy}\n" + "\n".join(paragraphs)
+
+
+def write_copies(folder: Path, copies: int, limit: int | None) -> list[Path]:
+    """copies × the 10kGNAD test split (its first `limit` articles) as folder/cCC/NNNN.txt."""
+    articles = [text for _, text in read_gnad()][:limit]
+    files: list[Path] = []
+    for copy in range(copies):
+        subfolder = folder / f"c{copy:02d}"
+        subfolder.mkdir(parents=True, exist_ok=True)
+        for number, text in enumerate(articles):
+            path = subfolder / f"{number:04d}.txt"
+            path.write_text(perturbed(text, copy, number), encoding="utf-8")
+            files.append(path)
+    return files
+
+
+def run_rag_index(corpus: Path, index_dir: Path) -> dict[str, Any]:
+    """One `rag index` as a subprocess: wall seconds, peak RSS (command and children), exit code."""
+    command = [str(venv_bin("rag")), "--index-dir", str(index_dir), "index", str(corpus)]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=corpus.parent)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    error = process.stderr.read().decode(errors="replace")[-300:] if process.stderr else ""
+    return {
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "exit_code": os.waitstatus_to_exitcode(status),
+        **({"stderr_tail": error} if os.waitstatus_to_exitcode(status) else {}),
+    }
+
+
+def directory_mb(directory: Path) -> float:
+    return round(sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 1e6, 1)
+
+
+def search_latency(index_dir: Path, shared: Pipeline | None) -> tuple[dict[str, Any], Pipeline]:
+    """Warm hybrid search over first-words queries; encoders are loaded once and shared across sizes."""
+    settings = Settings(index_dir=index_dir)
+    pipeline = shared.sharing_models(settings) if shared else Pipeline(settings)
+    articles = [text for _, text in read_gnad()]
+    chosen = random.Random(0).sample(range(len(articles)), SEARCH_QUERIES)
+    queries = [first_words(articles[row]) for row in chosen]
+    pipeline.search(queries[0])  # opens the index and loads the encoders
+    times = [timed_ms(lambda query=query: pipeline.search(query))[0] for query in queries]
+    return summarize(times), pipeline
+
+
+def change_files(files: list[Path], share: float) -> int:
+    """Append one sentence to every 1/share-th file; returns how many changed."""
+    step = max(1, round(1 / share))
+    changed = files[::step]
+    for path in changed:
+        updated = path.read_text(encoding="utf-8") + "\nDer Artikel wurde aktualisiert."
+        path.write_text(updated, encoding="utf-8")
+    return len(changed)
+
+
+def measure_size(
+    work: Path, copies: int, limit: int | None, shared: Pipeline | None
+) -> tuple[dict[str, Any], Pipeline]:
+    corpus, index_dir = work / f"corpus-{copies}", work / f"index-{copies}"
+    files = write_copies(corpus, copies, limit)
+    build = run_rag_index(corpus, index_dir)
+    chunks = len(Pipeline(Settings(index_dir=index_dir)).reader.chunks)
+    search, pipeline = search_latency(index_dir, shared)
+    changed = change_files(files, CHANGED_SHARE)
+    update = run_rag_index(corpus, index_dir)
+    return {
+        "copies": copies,
+        "articles": len(files),
+        "chunks": chunks,
+        "build": build,
+        "chunks_per_second": round(chunks / build["seconds"], 1),
+        "index_mb": directory_mb(index_dir),
+        "search_ms": search,
+        "update": {"files_changed": changed, **update},
+    }, pipeline
+
+
+def plot(sizes: list[dict[str, Any]], path: Path) -> None:
+    """Each cost against the number of chunks, log-log, with a line of slope 1 through the first size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chunks = [size["chunks"] for size in sizes]
+    panels = [
+        ("full build (s)", [size["build"]["seconds"] for size in sizes]),
+        ("index on disk (MB)", [size["index_mb"] for size in sizes]),
+        ("search p50 / p95 (ms)", [size["search_ms"]["p50"] for size in sizes]),
+        ("peak RSS of rag index (MB)", [size["build"]["peak_rss_mb"] for size in sizes]),
+        ("update after 1 % changed (s)", [size["update"]["seconds"] for size in sizes]),
+    ]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    for axis, (title, values) in zip(axes, panels, strict=True):
+        axis.loglog(chunks, values, "o-", label="measured")
+        if title.startswith("search"):
+            axis.loglog(chunks, [size["search_ms"]["p95"] for size in sizes], "s--", label="p95")
+        axis.loglog(chunks, [values[0] * c / chunks[0] for c in chunks], ":", color="grey", label="linear")
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("chunks")
+        axis.legend(fontsize=8)
+    figure.suptitle("rag index and search against corpus size (copies of 10kGNAD, 2 cores)", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,2,5,10,20", help="Copies of 10kGNAD per size.")
+    parser.add_argument("--work-dir", type=Path, help="Keep corpora and indexes here (default: a temp dir).")
+    parser.add_argument("--limit", type=int, help="Only the first N articles per copy (for a quick try).")
+    args = parser.parse_args()
+    result: dict[str, Any] = {"machine": machine_info(), "sizes": []}
+    with tempfile.TemporaryDirectory(prefix="rag-scale-bench-") as temporary:
+        work = args.work_dir.resolve() if args.work_dir else Path(temporary)
+        shared: Pipeline | None = None
+        for copies in (int(size) for size in args.sizes.split(",")):
+            measured, shared = measure_size(work, copies, args.limit, shared)
+            result["sizes"].append(measured)
+            print_json(measured)
+            write_result("scale", result)
+            plot(result["sizes"], REPO / "docs" / "scaling.png")
+            for leftover in (work / f"corpus-{copies}", work / f"index-{copies}"):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
