@@ -5,11 +5,12 @@ by the `rag` executable into a fresh index, as a user runs it. Copy 0 is the cor
 itself; copy k > 0 shuffles the sentences of every paragraph (seeded by k and the
 article) and opens with the line "Ausgabe k", so no file or chunk deduplicates and
 every chunk is embedded, while texts and token counts stay those of real news. Per size:
-- full build: wall time and peak RSS of `rag index` (`wait4`), chunks, disk size;
+- full build: wall time and peak RSS of `rag index` (`wait4`), and chunks;
 - search: warm `Pipeline.search` p50/p95 (default hybrid) over the first words of 100
   articles drawn with seed 0;
 - update: 1 % of the files get one more sentence, and `rag index` runs again: wall time
-  and peak RSS.
+  and peak RSS; then the index's size on disk (`index_mb`), which holds the current and
+  the previous version (rag keeps the previous one for readers that have it open).
 Writes bench/results/scale.json and the plot docs/scaling.png after every size, so a
 long run that is stopped keeps what it measured. Not run by run_all.py (20 copies take
 about an hour of embedding).
@@ -140,7 +141,7 @@ def plot(sizes: list[dict[str, Any]], path: Path) -> None:
     chunks = [size["chunks"] for size in sizes]
     panels = [
         ("full build (s)", [size["build"]["seconds"] for size in sizes]),
-        ("index on disk (MB)", [size["index_mb"] for size in sizes]),
+        ("on disk, current + previous version (MB)", [size["index_mb"] for size in sizes]),
         ("search p50 / p95 (ms)", [size["search_ms"]["p50"] for size in sizes]),
         ("peak RSS of rag index (MB)", [size["build"]["peak_rss_mb"] for size in sizes]),
         ("update after 1 % changed (s)", [size["update"]["seconds"] for size in sizes]),

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     embed_precision: Literal["bfloat16", "float32"] = Field(
         "bfloat16",
         description="Number format in which embedding_model embeds chunks when indexing. bfloat16 runs "
-        "only on CPUs that compute it natively (AVX512-BF16 or AMX), at about twice the speed, with "
+        "only on CPUs that compute it natively (AVX512-BF16 or AMX), at about 1.8 times the speed, with "
         "vectors at cosine >= 0.9999 to float32's; other CPUs, and questions, use float32.",
     )
     follow_symlinks: bool = Field(

@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -190,10 +190,11 @@ class SentenceTransformerEmbedder:
         import torch
 
         small = len(texts) <= SMALL_BATCH
+        reduced = self._bfloat16 and not small
         torch.set_num_threads(1 if small else _physical_cores())
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         longest_first = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bfloat16 and not small):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=reduced):
             for offset in range(0, len(texts), batch_size):
                 batch_rows = longest_first[offset : offset + batch_size]
                 encoded = self._model.encode(
@@ -206,7 +207,7 @@ class SentenceTransformerEmbedder:
                 vectors[batch_rows] = encoded.astype(np.float32, copy=False)
                 if on_progress is not None:
                     on_progress(offset + len(batch_rows))
-        if self._bfloat16:
+        if reduced:
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
 
@@ -247,7 +248,9 @@ def computes_bfloat16() -> bool:
     return any(callable(check) and bool(check()) for check in checks)
 
 
-def load_embedder(name_or_path: str = DEFAULT_EMBEDDING_MODEL, precision: str = "float32") -> Embedder:
+def load_embedder(
+    name_or_path: str = DEFAULT_EMBEDDING_MODEL, precision: Literal["bfloat16", "float32"] = "float32"
+) -> Embedder:
     """Load the embedding model with sentence-transformers on the CPU, offline; RagError if not found.
 
     `precision="bfloat16"` embeds batches in bfloat16 where the CPU computes it natively
