@@ -115,8 +115,8 @@ def measure_size(
     corpus, index_dir = work / f"corpus-{copies}", work / f"index-{copies}"
     files = write_copies(corpus, copies, limit)
     build = run_rag_index(corpus, index_dir)
-    chunks = len(Pipeline(Settings(index_dir=index_dir)).reader.chunks)
     search, pipeline = search_latency(index_dir, shared)
+    chunks = len(pipeline.reader.chunks)
     changed = change_files(files, CHANGED_SHARE)
     update = run_rag_index(corpus, index_dir)
     return {
