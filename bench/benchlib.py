@@ -114,6 +114,26 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
+def directory_mb(directory: Path) -> float:
+    """Megabytes of the files under `directory` (symlinks not counted twice)."""
+    total = sum(
+        path.stat().st_size for path in directory.rglob("*") if path.is_file() and not path.is_symlink()
+    )
+    return round(total / 1e6, 1)
+
+
+def run_measured(command: Sequence[str], cwd: Path) -> dict[str, Any]:
+    """Run `command`, its output discarded: wall seconds, peak RSS with children (`wait4`), exit code."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+    _, status, usage = os.wait4(process.pid, 0)
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "exit_code": os.waitstatus_to_exitcode(status),
+    }
+
+
 def read_gnad(csv_path: Path = GNAD_CSV) -> list[tuple[str, str]]:
     """(category, text) of each 10kGNAD row: `category;'text'`, single-quote quoting."""
     with csv_path.open(encoding="utf-8", newline="") as handle:

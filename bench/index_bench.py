@@ -32,6 +32,7 @@ from benchlib import (
     GNAD_CSV,
     REPO,
     SEEDS_DIR,
+    directory_mb,
     machine_info,
     print_json,
     summarize,
@@ -96,13 +97,6 @@ class StageClock:
             "model_load_and_first_batch_seconds": round(first_seconds - before, 2),
             "steady_chunks_per_second": round(steady_chunks / steady_seconds, 1) if steady_seconds else None,
         }
-
-
-def directory_mb(directory: Path) -> float:
-    total = sum(
-        path.stat().st_size for path in directory.rglob("*") if path.is_file() and not path.is_symlink()
-    )
-    return round(total / 1e6, 1)
 
 
 def build(folder: Path, index_dir: Path, cwd: Path, precision: str) -> dict[str, Any]:

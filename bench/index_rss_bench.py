@@ -10,14 +10,11 @@ Writes bench/results/index_rss.json.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchlib import machine_info, print_json, venv_bin, write_gnad_folder, write_result
+from benchlib import machine_info, print_json, run_measured, venv_bin, write_gnad_folder, write_result
 
 
 def main() -> None:
@@ -29,16 +26,13 @@ def main() -> None:
         corpus = Path(work) / "10kgnad"
         articles = write_gnad_folder(corpus, limit=args.limit)
         command = [str(venv_bin("rag")), "--index-dir", str(Path(work) / "index"), "index", str(corpus)]
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall_s = time.perf_counter() - started
+        measured = run_measured(command, cwd=Path(work))
     data = {
         "machine": info,
         "articles": articles,
-        "exit_code": os.waitstatus_to_exitcode(status),
-        "wall_s": round(wall_s, 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "exit_code": measured["exit_code"],
+        "wall_s": measured["seconds"],
+        "peak_rss_mb": measured["peak_rss_mb"],
     }
     path = write_result("index_rss", data)
     print_json({key: data[key] for key in ("articles", "exit_code", "wall_s", "peak_rss_mb")})

@@ -19,17 +19,25 @@ about an hour of embedding).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import shutil
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import REPO, machine_info, print_json, read_gnad, summarize, timed_ms, venv_bin, write_result
+from benchlib import (
+    REPO,
+    directory_mb,
+    machine_info,
+    print_json,
+    read_gnad,
+    run_measured,
+    summarize,
+    timed_ms,
+    venv_bin,
+    write_result,
+)
 from search_bench import first_words
 
 from rag.answering.pipeline import Pipeline
@@ -53,9 +61,8 @@ def perturbed(text: str, copy: int, article: int) -> str:
     return f"Ausgabe {copy}\n" + "\n".join(paragraphs)
 
 
-def write_copies(folder: Path, copies: int, limit: int | None) -> list[Path]:
-    """copies × the 10kGNAD test split (its first `limit` articles) as folder/cCC/NNNN.txt."""
-    articles = [text for _, text in read_gnad()][:limit]
+def write_copies(folder: Path, copies: int, articles: list[str]) -> list[Path]:
+    """copies × the articles as folder/cCC/NNNN.txt."""
     files: list[Path] = []
     for copy in range(copies):
         subfolder = folder / f"c{copy:02d}"
@@ -70,28 +77,15 @@ def write_copies(folder: Path, copies: int, limit: int | None) -> list[Path]:
 def run_rag_index(corpus: Path, index_dir: Path) -> dict[str, Any]:
     """One `rag index` as a subprocess: wall seconds, peak RSS (command and children), exit code."""
     command = [str(venv_bin("rag")), "--index-dir", str(index_dir), "index", str(corpus)]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=corpus.parent)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    error = process.stderr.read().decode(errors="replace")[-300:] if process.stderr else ""
-    return {
-        "seconds": round(seconds, 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "exit_code": os.waitstatus_to_exitcode(status),
-        **({"stderr_tail": error} if os.waitstatus_to_exitcode(status) else {}),
-    }
+    return run_measured(command, corpus.parent)
 
 
-def directory_mb(directory: Path) -> float:
-    return round(sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 1e6, 1)
-
-
-def search_latency(index_dir: Path, shared: Pipeline | None) -> tuple[dict[str, Any], Pipeline]:
+def search_latency(
+    index_dir: Path, articles: list[str], shared: Pipeline | None
+) -> tuple[dict[str, Any], Pipeline]:
     """Warm hybrid search over first-words queries; encoders are loaded once and shared across sizes."""
     settings = Settings(index_dir=index_dir)
     pipeline = shared.sharing_models(settings) if shared else Pipeline(settings)
-    articles = [text for _, text in read_gnad()]
     chosen = random.Random(0).sample(range(len(articles)), SEARCH_QUERIES)
     queries = [first_words(articles[row]) for row in chosen]
     pipeline.search(queries[0])  # opens the index and loads the encoders
@@ -110,12 +104,12 @@ def change_files(files: list[Path], share: float) -> int:
 
 
 def measure_size(
-    work: Path, copies: int, limit: int | None, shared: Pipeline | None
+    work: Path, copies: int, articles: list[str], limit: int | None, shared: Pipeline | None
 ) -> tuple[dict[str, Any], Pipeline]:
     corpus, index_dir = work / f"corpus-{copies}", work / f"index-{copies}"
-    files = write_copies(corpus, copies, limit)
+    files = write_copies(corpus, copies, articles[:limit])
     build = run_rag_index(corpus, index_dir)
-    search, pipeline = search_latency(index_dir, shared)
+    search, pipeline = search_latency(index_dir, articles, shared)
     chunks = len(pipeline.reader.chunks)
     changed = change_files(files, CHANGED_SHARE)
     update = run_rag_index(corpus, index_dir)
@@ -168,11 +162,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="Only the first N articles per copy (for a quick try).")
     args = parser.parse_args()
     result: dict[str, Any] = {"machine": machine_info(), "sizes": []}
+    articles = [text for _, text in read_gnad()]  # queries from all; copies of the first --limit
     with tempfile.TemporaryDirectory(prefix="rag-scale-bench-") as temporary:
         work = args.work_dir.resolve() if args.work_dir else Path(temporary)
         shared: Pipeline | None = None
         for copies in (int(size) for size in args.sizes.split(",")):
-            measured, shared = measure_size(work, copies, args.limit, shared)
+            measured, shared = measure_size(work, copies, articles, args.limit, shared)
             result["sizes"].append(measured)
             print_json(measured)
             write_result("scale", result)
