@@ -42,6 +42,14 @@ def test_config_shows_resolved_values(tmp_path: Path) -> None:
     assert json.loads(result.output)["top_k"] == 4
 
 
+def test_an_unknown_embed_precision_is_a_one_line_error(tmp_path: Path) -> None:
+    result = _run("config", cwd=tmp_path, RAG_EMBED_PRECISION="half")
+    assert result.returncode != 0
+    message = result.stderr.strip()
+    assert "embed_precision" in message and "bfloat16" in message
+    assert "\n" not in message and "Traceback" not in message
+
+
 def test_index_search_docs_on_real_seeds(seed_index) -> None:  # type: ignore[no-untyped-def]
     env = {"RAG_INDEX_DIR": str(seed_index.settings.index_dir)}
     again = _run("index", "seeds", "--json", cwd=seed_index.cwd, **env)
