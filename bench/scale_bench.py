@@ -7,7 +7,8 @@ article) and opens with the line "Ausgabe k", so no file or chunk deduplicates a
 every chunk is embedded, while texts and token counts stay those of real news. Per size:
 - full build: wall time and peak RSS of `rag index` (`wait4`), and chunks;
 - search: warm `Pipeline.search` p50/p95 (default hybrid) over the first words of 100
-  articles drawn with seed 0;
+  articles drawn with seed 0; and MiniLM's search of the body chunks alone, Chroma's
+  `where` filter against filtering in code (`nearest_kept`), taking turns;
 - update: 1 % of the files get one more sentence, and `rag index` runs again: wall time
   and peak RSS; then the index's size on disk (`index_mb`), which holds the current and
   the previous version (rag keeps the previous one for readers that have it open).
@@ -41,7 +42,9 @@ from benchlib import (
 from search_bench import first_words
 
 from rag.answering.pipeline import Pipeline
+from rag.index.store import nearest_kept, where_clause
 from rag.settings import Settings
+from rag.types import SearchFilters
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 SEARCH_QUERIES = 100
@@ -93,6 +96,34 @@ def search_latency(
     return summarize(times), pipeline
 
 
+def dense_filter_latency(pipeline: Pipeline, articles: list[str]) -> dict[str, Any]:
+    """MiniLM search of the body chunks two ways, taking turns: Chroma's `where` filter, and in code.
+
+    The retriever filters in code (`nearest_kept`) when most chunks may be returned; this
+    times both on the same index and question vectors.
+    """
+    reader = pipeline.reader
+    body = {chunk_id for chunk_id, chunk in reader.chunks.items() if chunk.section == "body"}
+    share = len(body) / len(reader.chunks)
+    where, candidates = where_clause(SearchFilters()), pipeline.settings.candidates
+    chosen = random.Random(1).sample(range(len(articles)), SEARCH_QUERIES)
+    vectors = pipeline.query_embedder.encode([first_words(articles[row]) for row in chosen])
+    store = reader.store
+
+    def filtered_in_code(vector: Any) -> list[tuple[str, float]]:
+        return nearest_kept(store, vector, candidates, body, kept_share=share)
+
+    by_where, in_code = [], []
+    for vector in vectors:
+        by_where.append(timed_ms(lambda v=vector: store.query(v, candidates, where))[0])
+        in_code.append(timed_ms(lambda v=vector: filtered_in_code(v))[0])
+    return {
+        "body_share": round(share, 3),
+        "chroma_where_ms": summarize(by_where),
+        "in_code_ms": summarize(in_code),
+    }
+
+
 def change_files(files: list[Path], share: float) -> int:
     """Append one sentence to every 1/share-th file; returns how many changed."""
     step = max(1, round(1 / share))
@@ -110,6 +141,7 @@ def measure_size(
     files = write_copies(corpus, copies, articles[:limit])
     build = run_rag_index(corpus, index_dir)
     search, pipeline = search_latency(index_dir, articles, shared)
+    dense_filter = dense_filter_latency(pipeline, articles)
     chunks = len(pipeline.reader.chunks)
     changed = change_files(files, CHANGED_SHARE)
     update = run_rag_index(corpus, index_dir)
@@ -121,6 +153,7 @@ def measure_size(
         "chunks_per_second": round(chunks / build["seconds"], 1),
         "index_mb": directory_mb(index_dir),
         "search_ms": search,
+        "dense_filter": dense_filter,
         "update": {"files_changed": changed, **update},
     }, pipeline
 

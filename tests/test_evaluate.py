@@ -20,7 +20,7 @@ from rag.answering import select
 from rag.answering.pipeline import Pipeline
 from rag.errors import EvalError
 from rag.evaluation.compare import PairedTest, compare_runs, outcome
-from rag.evaluation.corpora import corpus_index_dir, without_absent_corpora
+from rag.evaluation.corpora import corpus_index_dir, open_corpora, without_absent_corpora
 from rag.evaluation.metrics import METRIC_KEYS
 from rag.evaluation.questions import Question, Span, load_questions
 from rag.evaluation.report import find_previous_summary
@@ -29,6 +29,7 @@ from rag.evaluation.run import EvalRun, run_eval
 from rag.evaluation.scoring import citation_scores, missing_facts, retrieval_scores, score_result
 from rag.evaluation.summary import percentile, summarize, summarize_groups
 from rag.evaluation.thresholds import check_thresholds, parse_thresholds
+from rag.index.reader import open_index
 from rag.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -447,6 +448,28 @@ def test_questions_of_an_absent_corpus_are_skipped_and_counted(tmp_path: Path) -
     with pytest.raises(EvalError, match=r"Every selected question needs an absent corpus \(.*nowhere\)"):
         without_absent_corpora(questions[1:3], path)
     assert corpus_index_dir(Path("/tmp/x/index"), tmp_path / "evals" / "here") == Path("/tmp/x/index-here")
+
+
+def test_a_corpus_index_built_with_other_settings_is_rebuilt_by_the_run(tmp_path: Path) -> None:
+    """No command of the user's rebuilds `index-<corpus>/`, so the run does it rather than fail."""
+    corpus = tmp_path / "evals" / "here"
+    corpus.mkdir(parents=True)
+    seed = min((ROOT / "seeds").iterdir(), key=lambda path: path.stat().st_size)
+    (corpus / seed.name).write_text(seed.read_text(encoding="utf-8"), encoding="utf-8")
+    questions_path = tmp_path / "evals" / "questions.jsonl"
+    settings = Settings(index_dir=tmp_path / "index")
+    corpus_settings = settings.with_overrides(index_dir=corpus_index_dir(settings.index_dir, corpus))
+
+    old = open_corpora(Pipeline(settings.with_overrides(chunk_tokens=64)), {"here"}, questions_path, None)
+    old["here"].close()
+    new = open_corpora(Pipeline(settings), {"here"}, questions_path, None)
+    new["here"].close()
+    reader = open_index(corpus_settings)  # raised StaleIndexError before the rebuild
+    try:
+        assert reader.manifest.chunk_tokens == 128
+        assert [Path(source).name for source in reader.manifest.files] == [seed.name]
+    finally:
+        reader.close()
 
 
 def test_cli_eval_retrieval_only_fails_a_missed_floor(seeds_settings: Settings, tmp_path: Path) -> None:

@@ -294,6 +294,13 @@ def test_other_chunk_settings_make_the_index_stale(
         open_index(seed_index.settings)
 
 
+def test_another_embed_precision_is_named_in_the_stale_index_error(seed_index: SeedIndex) -> None:
+    built = seed_index.settings.embed_precision
+    other = "float32" if built == "bfloat16" else "bfloat16"
+    with pytest.raises(StaleIndexError, match=rf"embed_precision {built}, now {other}.*rag index --rebuild"):
+        open_index(seed_index.settings.with_overrides(embed_precision=other))
+
+
 def test_other_multilingual_weights_make_the_index_stale(
     seed_index: SeedIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:

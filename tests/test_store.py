@@ -10,7 +10,7 @@ import pytest
 from rag.errors import IndexMissingError, InputError
 from rag.index.embed import Embedder
 from rag.index.reader import open_index
-from rag.index.store import ChromaStore, chunk_metadata, date_number, where_clause
+from rag.index.store import ChromaStore, chunk_metadata, date_number, nearest_kept, where_clause
 from rag.types import Chunk, SearchFilters, SectionKind
 
 DIMENSION = 8
@@ -166,6 +166,32 @@ def test_allowed_ids_limit_results_and_tolerate_unknown_ids(store: ChromaStore) 
     assert store.query(_unit(0), k=5, allowed_ids=set()) == []
 
 
+class _CountingStore:
+    """Pure logic double: a ranked list of ids, recording how many neighbours each query asks for."""
+
+    def __init__(self, ranked: list[str]) -> None:
+        self.ranked = ranked
+        self.asked: list[int] = []
+
+    def query(self, embedding: np.ndarray, k: int, where: object = None) -> list[tuple[str, float]]:
+        self.asked.append(k)
+        return [(chunk_id, 1.0 - rank / 100) for rank, chunk_id in enumerate(self.ranked[:k])]
+
+
+def test_nearest_kept_asks_for_more_until_k_are_kept() -> None:
+    ranked = [f"c{i}" for i in range(40)]
+    keep = {f"c{i}" for i in range(0, 40, 5)}  # every fifth: c0, c5, ..., c35
+    store = _CountingStore(ranked)
+    assert [hit[0] for hit in nearest_kept(store, _unit(0), 3, keep)] == ["c0", "c5", "c10"]
+    assert store.asked == [3, 12]
+    store.asked.clear()
+    assert len(nearest_kept(store, _unit(0), 3, keep, kept_share=0.2)) == 3
+    assert store.asked == [15]
+    store.asked.clear()
+    assert len(nearest_kept(store, _unit(0), 20, keep)) == 8
+    assert store.asked == [20, 80]  # the store ran out: all eight kept ones, no endless loop
+
+
 def test_empty_store_returns_no_hits(store: ChromaStore) -> None:
     assert store.count() == 0
     assert store.query(_unit(0), k=5) == []
@@ -200,5 +226,12 @@ def test_filters_on_the_real_seed_index(seed_index, minilm: Embedder) -> None:
 
         source = body[0].source
         assert hits(SearchFilters(sources=(source,))) == {c.id for c in body if c.source == source}
+
+        # Filtering in code after an oversampled search finds what Chroma's filter finds.
+        body_ids = {c.id for c in body}
+        filtered = reader.store.query(query, k=10, where=where_clause(SearchFilters()))
+        kept = nearest_kept(reader.store, query, 10, body_ids, kept_share=len(body) / len(reader.chunks))
+        assert [cid for cid, _ in kept] == [cid for cid, _ in filtered]
+        assert np.allclose([score for _, score in kept], [score for _, score in filtered], atol=1e-5)
     finally:
         reader.close()

@@ -2,7 +2,9 @@
 
 A question may name a `corpus`: a folder (relative to the questions file) that is
 indexed into an index of its own beside the given one (`<index_dir>-<folder name>`,
-incrementally) and searched for that question alone. When the folder is absent (a
+incrementally) and searched for that question alone. That index belongs to the run:
+when it was built with other settings, it is rebuilt rather than reported stale, as no
+command of the user's could rebuild it. When the folder is absent (a
 corpus kept outside the repository), its questions are skipped and the run records
 how many and why.
 
@@ -17,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.errors import EvalError
+from rag.errors import EvalError, StaleIndexError
 from rag.evaluation.questions import Question
 
 if TYPE_CHECKING:
@@ -56,6 +58,9 @@ def open_corpora(
         folder = questions_path.parent / corpus
         index_dir = corpus_index_dir(Path(pipeline.settings.index_dir), folder)
         other = pipeline.sharing_models(pipeline.settings.with_overrides(index_dir=index_dir))
-        other.index([folder], on_progress=on_progress)
+        try:
+            other.index([folder], on_progress=on_progress)
+        except StaleIndexError:
+            other.index([folder], rebuild=True, on_progress=on_progress)
         opened[corpus] = other
     return opened

@@ -318,6 +318,7 @@ def _new_manifest(
         library_versions=library_versions(),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         extractors=extractor_fingerprint(),
+        embed_precision=settings.embed_precision,
         files=dict(sorted({**plan.keep, **new_entries}.items())),
         duplicates=dict(sorted(plan.duplicates.items())),
         data_files=data_files(directory),

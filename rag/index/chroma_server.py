@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from rag.errors import ServerError
 from rag.index.server_connection import connect_client, server_errors
 from rag.index.server_lock import writer_lock
-from rag.index.store import ChromaStore
+from rag.index.store import ChromaStore, nearest_kept
 
 if TYPE_CHECKING:
     import numpy as np
@@ -269,14 +269,8 @@ class VisibleStore:
             allowed = allowed_ids if visible is None else visible.intersection(allowed_ids or ())
             with server_errors(self._server.url):
                 return self._store.query(embedding, k, where, allowed)
-        asked = k
-        while True:
-            with server_errors(self._server.url):
-                hits = self._store.query(embedding, asked, where)
-            shown = [(chunk_id, score) for chunk_id, score in hits if chunk_id in visible]
-            if len(shown) >= k or len(hits) < asked:
-                return shown[:k]
-            asked *= 4
+        with server_errors(self._server.url):
+            return nearest_kept(self._store, embedding, k, visible, where)
 
     def embeddings(self, ids: Collection[str]) -> dict[str, np.ndarray]:
         with server_errors(self._server.url):

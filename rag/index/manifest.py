@@ -72,6 +72,7 @@ class Manifest:
     library_versions: dict[str, str]
     created: str
     extractors: str = ""  # rag.ingest.formats.extractor_fingerprint() of the build
+    embed_precision: str = "float32"  # Settings.embed_precision; indexes older than the setting are float32
     files: dict[str, FileEntry] = field(default_factory=dict)  # by document source (`file.csv#row=17`)
     duplicates: dict[str, str] = field(default_factory=dict)  # copy source -> original source
     # Path within the version -> size and hash (chunks.jsonl, bm25/*); empty in older indexes.
@@ -142,6 +143,8 @@ def check_compatible(manifest: Manifest, settings: Settings, hashes: ModelHashes
         differences.append(
             f"chunk_overlap_tokens {manifest.chunk_overlap_tokens}, now {settings.chunk_overlap_tokens}"
         )
+    if manifest.embed_precision != settings.embed_precision:
+        differences.append(f"embed_precision {manifest.embed_precision}, now {settings.embed_precision}")
     if manifest.extractors != extractor_fingerprint():
         differences.append(
             f"text extractors {manifest.extractors or 'unrecorded'}, now {extractor_fingerprint()}"

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.errors import InputError
+from rag.index.store import nearest_kept, where_clause
 from rag.settings import Settings
 from rag.types import Chunk, Passage, SearchFilters
 
@@ -50,6 +51,10 @@ if TYPE_CHECKING:
     from rag.index.store import VectorStore
 
 MAX_QUERY_CHARS = 2000
+# Dense search filters in code (`nearest_kept`) when at least this share of chunks may be
+# returned: the first request is then at most twice as long as a filtered one, and an
+# unfiltered search costs ~2 ms where Chroma's filter reads every row (docs/scaling.md).
+OVERSAMPLE_MIN_SHARE = 0.5
 # Merged passages stay short: at most this many chunks of one document.
 MAX_CHUNKS_PER_PASSAGE = 2
 
@@ -229,8 +234,6 @@ class Retriever:
         self, query: str, filters: SearchFilters, expansions: Sequence[str] = ()
     ) -> list[tuple[str, float]]:
         """Fused (chunk id, score) pairs, best first, for the query and its variants."""
-        from rag.index.store import where_clause
-
         settings = self.settings
         filters = self.resolve_filters(filters)
         allowed = {cid for cid, chunk in self.reader.chunks.items() if chunk_allowed(chunk, filters)}
@@ -249,11 +252,7 @@ class Retriever:
             dict(self.reader.keyword.search(text, settings.candidates, allowed_ids=allowed))
             for text in variants
         ]
-        dense = []
-        for weight, encoder, store in self._dense_sides():
-            vector = encoder.encode([query])[0]
-            hits = dict(store.query(vector, settings.candidates, where=where_clause(filters)))
-            dense.append((weight, store, vector, hits))
+        dense = self._dense_hits(query, filters, allowed)
         candidates = sorted(set().union(*keyword_hits, *(hits for *_, hits in dense)))
         if not candidates:
             return []
@@ -284,6 +283,22 @@ class Retriever:
             fused += DOCUMENT_HINT_BONUS * sum(weights) * self._in_sources(candidates, named)
         order = np.argsort(-fused, kind="stable")
         return [(candidates[i], float(fused[i])) for i in order]
+
+    def _dense_hits(
+        self, query: str, filters: SearchFilters, allowed: set[str]
+    ) -> list[tuple[float, VectorStore, np.ndarray, dict[str, float]]]:
+        """(weight, store, query vector, {chunk id: cosine}) for each dense retriever."""
+        candidates = self.settings.candidates
+        allowed_share = len(allowed) / len(self.reader.chunks)
+        dense = []
+        for weight, encoder, store in self._dense_sides():
+            vector = encoder.encode([query])[0]
+            if allowed_share >= OVERSAMPLE_MIN_SHARE:
+                found = nearest_kept(store, vector, candidates, allowed, kept_share=allowed_share)
+            else:
+                found = store.query(vector, candidates, where=where_clause(filters))
+            dense.append((weight, store, vector, dict(found)))
+        return dense
 
     def _in_sources(self, candidates: Sequence[str], sources: frozenset[str]) -> np.ndarray:
         """Whether each candidate chunk comes from one of `sources` (a bool per candidate)."""
