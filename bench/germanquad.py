@@ -22,6 +22,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 from rag.answering.pipeline import Pipeline
 from rag.settings import Settings
@@ -86,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--compare-precision",
-        choices=("bfloat16", "float32"),
+        choices=get_args(Settings.model_fields["embed_precision"].annotation),
         help="Also index with this embed_precision and compare the MiniLM-dependent retrievers "
         "(dense, hybrid) question by question.",
     )

