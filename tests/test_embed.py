@@ -157,6 +157,18 @@ def test_the_int8_export_is_reused_and_a_damaged_one_made_again(
     assert [p.name for p in tmp_path.iterdir()] == [exported.name]  # no export leftovers
 
 
+def test_a_failing_int8_export_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.index.onnx_bert
+
+    def exporter_missing(model_dir: Path, target: Path) -> None:
+        raise ModuleNotFoundError("No module named 'onnx'")
+
+    monkeypatch.setattr("rag.index.embed.computes_int8", lambda: True)
+    monkeypatch.setattr(rag.index.onnx_bert, "_export_int8", exporter_missing)
+    with pytest.raises(RagError, match=r"^Cannot make the int8 model .*No module named 'onnx'.*bfloat16$"):
+        load_embedder(precision="int8", export_dir=tmp_path)
+
+
 def test_questions_stay_float32_in_a_pipeline_that_indexes_in_int8(
     int8_export_dir: Path, tmp_path: Path
 ) -> None:

@@ -71,14 +71,14 @@ def open_int8_session(model_dir: Path, weights_sha256: str, cache_dir: Path, thr
             return _session(path, threads)
         except Exception:  # damaged or foreign: export again rather than trust it
             path.unlink(missing_ok=True)
-    _export_int8(model_dir, path)
     try:
+        _export_int8(model_dir, path)
         return _session(path, threads)
-    except Exception as error:
+    except Exception as error:  # a missing or broken exporter: the user can still index in bfloat16
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise RagError(
-            f"The int8 export of {model_dir.name} does not load ({first_line}) — "
-            "set embed_precision = bfloat16"
+            f"Cannot make the int8 model of {model_dir.name} ({first_line}) — "
+            "reinstall rag's dependencies, or set embed_precision = bfloat16"
         ) from error
 
 
