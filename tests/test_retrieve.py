@@ -8,14 +8,8 @@ import pytest
 from rag.answering.pipeline import Pipeline
 from rag.errors import InputError
 from rag.retrieval import retrieve
-from rag.retrieval.retrieve import (
-    check_query,
-    fuse_scores,
-    merge_hits,
-    named_documents,
-    standardize,
-    without_document_names,
-)
+from rag.retrieval.names import named_documents, without_document_names
+from rag.retrieval.retrieve import check_query, fuse_scores, merge_hits, standardize
 from rag.types import Chunk, SearchFilters
 
 

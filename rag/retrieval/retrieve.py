@@ -25,15 +25,14 @@ each chunk takes its best variant. The chunks of an article named by its title
 are ranked by the name-free variants alone: the answering passage can then outrank
 the title passage that only repeats the title. An outlet's or author's name stays
 in: it marks bylines and credits ("Joseph Fischer für Novastan / Aus dem Englischen
-von …"), which are answers too.
+von …"), which are answers too. Finding the names is `rag.retrieval.names`.
 
 Left out: cross-encoder re-ranking (no multilingual model is available offline).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -42,6 +41,7 @@ import numpy as np
 
 from rag.errors import InputError
 from rag.index.store import nearest_kept, where_clause
+from rag.retrieval.names import QUOTED, cut_names, fold, name_mentions, without_document_names
 from rag.settings import Settings
 from rag.types import Chunk, Passage, SearchFilters
 
@@ -61,71 +61,6 @@ MAX_CHUNKS_PER_PASSAGE = 2
 
 # Fused scores are weighted sums of z-scores; a named document's chunks gain this share of the weights.
 DOCUMENT_HINT_BONUS = 0.8
-_MIN_TITLE_WORDS = 2
-# "laut dem Artikel „…“", "in the Novastan article": the words that frame a name belong to it.
-_DOCUMENT_NOUN = r"(?:artikels?|beitrags?|berichts?|texts?|articles?|reports?|pieces?)"
-_FRAME_BEFORE = re.compile(
-    rf"(?:\b(?:laut|nach|im|in|according to)\s+)?(?:\b(?:dem|den|der|des|the)\s+)?(?:\b{_DOCUMENT_NOUN}\s*)?$"
-)
-_FRAME_AFTER = re.compile(rf"^\s*{_DOCUMENT_NOUN}\b")
-_QUOTED = re.compile(r"[„“\"»«]([^„“”\"»«]{4,200})[“”\"«»]")
-
-
-def _name_mentions(query: str, documents: Mapping[str, Chunk]) -> list[tuple[re.Match[str], set[str]]]:
-    """Where the case-folded `query` names documents, and which (see `named_documents`)."""
-    folded = _fold(query)
-    mentions: list[tuple[re.Match[str], set[str]]] = []
-    for match in _QUOTED.finditer(folded):
-        phrase = match.group(1).strip()
-        if len(phrase.split()) < _MIN_TITLE_WORDS:
-            continue  # „Kasachstan“ is a word in quotes, not a title
-        titled = {s for s, c in documents.items() if phrase in (title := _fold(c.title)) or title in phrase}
-        if titled:
-            mentions.append((match, titled))
-    names: dict[str, set[str]] = {}
-    for source, chunk in documents.items():
-        for name in (chunk.outlet or "", chunk.author.split()[-1] if chunk.author else ""):
-            if name:
-                names.setdefault(_fold(name), set()).add(source)
-    for name, sources in names.items():
-        mentions += [(m, sources) for m in re.finditer(rf"(?<!\w){re.escape(name)}s?(?!\w)", folded)]
-    return mentions
-
-
-def _fold(text: str) -> str:
-    """Case-folded, with hyphens as spaces: "Tichys-Einblick-Artikel" names Tichys Einblick."""
-    return text.casefold().replace("-", " ")
-
-
-def named_documents(query: str, documents: Mapping[str, Chunk]) -> frozenset[str]:
-    """Sources `query` names (`documents`: one chunk per source, for its metadata).
-
-    A quoted phrase of two or more words names a document when it is part of that
-    document's title (or the title part of it); an outlet or an author's surname names every document it
-    belongs to when it occurs in the question as a word (a genitive s allowed).
-    """
-    return frozenset().union(*(sources for _, sources in _name_mentions(query, documents)))
-
-
-def without_document_names(query: str, documents: Mapping[str, Chunk]) -> str:
-    """The case-folded query with the phrases that name documents cut out.
-
-    The name says which article; the rest of the question says which passage in it.
-    Scored as one more keyword variant, it lets the passage that answers outrank the
-    title passage that merely repeats the name.
-    """
-    return _cut_names(query, _name_mentions(query, documents))
-
-
-def _cut_names(query: str, mentions: Sequence[tuple[re.Match[str], set[str]]]) -> str:
-    """The case-folded query without the mentions found in it, each with its frame."""
-    folded = _fold(query)
-    for match, _ in sorted(mentions, key=lambda m: -m[0].start()):
-        before, after = folded[: match.start()], folded[match.end() :]
-        before = _FRAME_BEFORE.sub(" ", before, count=1)
-        after = _FRAME_AFTER.sub(" ", after, count=1)
-        folded = f"{before} {after}"
-    return " ".join(folded.split())
 
 
 def standardize(scores: np.ndarray) -> np.ndarray:
@@ -240,13 +175,13 @@ class Retriever:
         if not allowed:
             return []
         variants = [query, *expansions]
-        mentions = [_name_mentions(text, self._documents) for text in variants]
+        mentions = [name_mentions(text, self._documents) for text in variants]
         named = frozenset().union(*(sources for found in mentions for _, sources in found))
         if named:
             variants += [
                 cut
                 for text, found in zip(variants, mentions, strict=True)
-                if (cut := _cut_names(text, found)) != _fold(text) and cut
+                if (cut := cut_names(text, found)) != fold(text) and cut
             ]
         keyword_hits = [
             dict(self.reader.keyword.search(text, settings.candidates, allowed_ids=allowed))
@@ -267,7 +202,7 @@ class Retriever:
             keyword = standardized.max(axis=0)
             # Within an article named by its title, the title's words tell nothing about
             # which passage answers. (An outlet's or author's name does: it marks credits.)
-            titled = frozenset().union(*(s for found in mentions for m, s in found if m.re is _QUOTED))
+            titled = frozenset().union(*(s for found in mentions for m, s in found if m.re is QUOTED))
             if titled:
                 name_free = [i for i in range(len(variants)) if i >= len(mentions) or not mentions[i]]
                 in_titled = self._in_sources(candidates, titled)
