@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,12 +116,17 @@ class BertSentenceEncoder:
         ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         longest_first = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
-        for offset in range(0, len(texts), batch_size):
-            rows = longest_first[offset : offset + batch_size]
-            vectors[rows] = self._embed([ids[i] for i in rows])
-            if on_progress is not None:
-                on_progress(offset + len(rows))
+        with self._threads(len(texts)):
+            for offset in range(0, len(texts), batch_size):
+                rows = longest_first[offset : offset + batch_size]
+                vectors[rows] = self._embed([ids[i] for i in rows])
+                if on_progress is not None:
+                    on_progress(offset + len(rows))
         return vectors
+
+    def _threads(self, texts: int) -> AbstractContextManager[object]:
+        """How many threads embed `texts` texts; the session or library default unless overridden."""
+        return nullcontext()
 
     def _embed(self, batch: list[list[int]]) -> np.ndarray:
         width = max(len(ids) for ids in batch)
@@ -155,16 +161,12 @@ class NumpyBertEncoder(BertSentenceEncoder):
         self._weights = {key.removeprefix("bert."): value for key, value in weights.items()}
         self._threadpools = ThreadpoolController()  # finds numpy's BLAS once, not per call
 
-    def encode(
-        self,
-        texts: Sequence[str],
-        batch_size: int = 32,
-        on_progress: Callable[[int], None] | None = None,
-    ) -> np.ndarray:
-        """As the base class, with a few texts (a question) on one BLAS thread."""
-        threads = 1 if len(texts) <= SMALL_BATCH else None
-        with self._threadpools.limit(limits=threads, user_api="blas"):
-            return super().encode(texts, batch_size, on_progress)
+    def _threads(self, texts: int) -> AbstractContextManager[object]:
+        """A few texts (a question) on one BLAS thread, more on all."""
+        limited: AbstractContextManager[object] = self._threadpools.limit(
+            limits=1 if texts <= SMALL_BATCH else None, user_api="blas"
+        )
+        return limited
 
     def _hidden_states(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
         hidden = self._embeddings(tokens)
