@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     embed_precision: Literal["int8", "bfloat16", "float32"] = Field(
         "int8",
         description="Number format in which embedding_model embeds chunks when indexing. int8 runs an "
-        "ONNX Runtime export of the model (made once, kept under model_dir) at about 2.5 times float32's "
+        "ONNX Runtime export of the model (made once, kept under model_dir) at about 1.6 times bfloat16's "
         "speed, vectors at cosine ~0.985 to float32's, on CPUs with AVX512-VNNI; elsewhere it means "
         "bfloat16. bfloat16 runs only on CPUs that compute it natively (AVX512-BF16 or AMX), at about 1.8 "
         "times the speed, vectors at cosine >= 0.9999; other CPUs use float32. Questions are always float32.",

@@ -265,7 +265,7 @@ def load_embedder(
     """Load the embedding model for batches, on the CPU, offline; RagError if not found.
 
     `precision="int8"` runs an int8 ONNX export of the model, cached in `export_dir`
-    (×1.4 bfloat16's speed: `rag.index.onnx_bert`), where the model is a plain BERT
+    (×1.6 bfloat16's speed: `rag.index.onnx_bert`), where the model is a plain BERT
     (`rag.index.bert.supports`) and the CPU has AVX512-VNNI; elsewhere it is taken as
     bfloat16. `precision="bfloat16"` embeds batches in bfloat16 with sentence-transformers
     where the CPU computes it natively (×1.84 chunks/s on 10kGNAD, cosine >= 0.9999 to
