@@ -7,8 +7,8 @@ bfloat16 to 65.9 s, with vectors at cosine ~0.985 to float32's (bench/README.md)
 int8 model is exported once from the folder's weights (`torch.onnx.export`,
 `onnxruntime.transformers.optimizer`, `onnxruntime.quantization.quantize_dynamic`) into
 a cache directory, under a name keyed by the weights' sha256 and the versions of torch,
-onnx and onnxruntime. It is written atomically; a file that ONNX Runtime cannot load is exported again, never trusted.
-Later builds load only ONNX Runtime: no torch.
+onnx and onnxruntime. It is written atomically; a file that ONNX Runtime cannot load is
+exported again, never trusted. Later builds load only ONNX Runtime: no torch.
 
 Leaves out: models `rag.index.bert.supports` rejects, CPUs without AVX512-VNNI (ONNX
 Runtime's int8 products can saturate there; `rag.index.embed` keeps torch for both),
