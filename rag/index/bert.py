@@ -41,6 +41,7 @@ _ATTENTION_MASKED = np.float32(-1e9)  # added to padded keys' scores: exp() make
 # question's few small products lose more to waking a second thread (which waits whenever
 # the LLM holds the other core) than they gain.
 SMALL_BATCH = 4
+_TOKENIZE_SLICE = 1024  # texts tokenized at once (the Rust tokenizer parallelises within a slice)
 
 
 def supports(model_dir: Path) -> bool:
@@ -113,7 +114,7 @@ class BertSentenceEncoder:
         on_progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Embed `texts` in batches of similar length (longest first), so padding stays small."""
-        ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
+        ids = self._token_ids(texts)
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         longest_first = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         with self._threads(len(texts)):
@@ -124,11 +125,23 @@ class BertSentenceEncoder:
                     on_progress(offset + len(rows))
         return vectors
 
+    def _token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's token ids as a compact array, tokenized a slice at a time.
+
+        The tokenizer's encodings hold strings, offsets and masks besides the ids: all of
+        49k chunks' at once took ~1 GB of a build's peak memory (docs/scaling.md).
+        """
+        ids: list[np.ndarray] = []
+        for offset in range(0, len(texts), _TOKENIZE_SLICE):
+            encodings = self._tokenizer.encode_batch(list(texts[offset : offset + _TOKENIZE_SLICE]))
+            ids += [np.array(encoding.ids, dtype=np.int32) for encoding in encodings]
+        return ids
+
     def _threads(self, texts: int) -> AbstractContextManager[object]:
         """How many threads embed `texts` texts; the session or library default unless overridden."""
         return nullcontext()
 
-    def _embed(self, batch: list[list[int]]) -> np.ndarray:
+    def _embed(self, batch: list[np.ndarray]) -> np.ndarray:
         width = max(len(ids) for ids in batch)
         tokens = np.zeros((len(batch), width), dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.float32)
