@@ -252,9 +252,9 @@ def computes_bfloat16() -> bool:
 class OnnxEmbedder(OnnxBertEncoder):
     """`rag.index.onnx_bert`'s int8 BERT, fingerprinted like the sentence-transformers model it replaces."""
 
-    @cached_property
-    def fingerprint(self) -> str:
-        return weights_fingerprint(self.model_dir)
+    def __init__(self, name: str, model_dir: Path, session: Any, fingerprint: str) -> None:
+        super().__init__(name, model_dir, session)
+        self.fingerprint = fingerprint  # the weights' sha256, already hashed to key the export
 
 
 def load_embedder(
@@ -272,13 +272,13 @@ def load_embedder(
     float32: bench/README.md), else float32.
     """
     model_dir = resolve_model_dir(name_or_path)
+    _force_offline()
     if precision == "int8":
         if export_dir is not None and supports(model_dir) and computes_int8():
-            threads = _physical_cores()
-            session = open_int8_session(model_dir, weights_fingerprint(model_dir), export_dir, threads)
-            return OnnxEmbedder(name_or_path, model_dir, session, threads)
+            weights_sha256 = weights_fingerprint(model_dir)
+            session = open_int8_session(model_dir, weights_sha256, export_dir, _physical_cores())
+            return OnnxEmbedder(name_or_path, model_dir, session, weights_sha256)
         precision = "bfloat16"
-    _force_offline()
     import torch
     import transformers.utils.logging
     from sentence_transformers import SentenceTransformer

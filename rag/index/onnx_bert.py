@@ -52,10 +52,9 @@ def int8_model_path(model_dir: Path, weights_sha256: str, cache_dir: Path) -> Pa
 class OnnxBertEncoder(BertSentenceEncoder):
     """Mean-pooled, L2-normalised sentence vectors from an int8 ONNX export of the BERT."""
 
-    def __init__(self, name: str, model_dir: Path, session: Any, threads: int) -> None:
+    def __init__(self, name: str, model_dir: Path, session: Any) -> None:
         super().__init__(name, model_dir)
         self._session = session
-        self.threads = threads
 
     def _hidden_states(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": tokens, "attention_mask": mask.astype(np.int64)}
@@ -93,8 +92,7 @@ def _session(path: Path, threads: int) -> Any:
 
 
 def _export_int8(model_dir: Path, target: Path) -> None:
-    """Export, fuse and quantize the BERT in `model_dir` to `target`, atomically."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    """Export, fuse and quantize the BERT of `model_dir` to `target` atomically (caller: offline)."""
     import onnx
     import torch
     import transformers.utils.logging
