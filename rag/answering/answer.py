@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 _TRANSLATE_MAX_TOKENS = 64
 # Below this selection confidence the terminal adds a note that the choice was close.
 CLOSE_CALL = 0.5
+# Kinds of fact answered by quoting the evidence, never by a phrasing: what somebody said
+# is given in their words. On `evals/` the model's rewording of reported speech was wrong
+# where the quote held the answer ("Er sagte, dass territoriale Fragen nicht stellen sich").
+QUOTED_TYPES = ("speech",)
 
 
 @dataclass
@@ -248,7 +252,8 @@ def ask(
     p_refuse = refusal_probability(llm, messages, query.language) if contexts else None
     odds_ms = (time.perf_counter() - odds_started) * 1000  # where the prompt is processed
     refused = is_refusal_decided(p_refuse, found.selection.unmatched, pipeline.settings.refusal_threshold)
-    generated = _generate(pipeline, llm, messages, started, on_token) if not refused else _Generated()
+    phrased = not refused and found.selection.answer_type not in QUOTED_TYPES
+    generated = _generate(pipeline, llm, messages, started, on_token) if phrased else _Generated()
 
     # 6. check
     answer = _checked_answer(query, found, generated, refused)
@@ -330,17 +335,20 @@ def _find_evidence(
 def _checked_answer(query: _Query, found: _Found, generated: _Generated, refused: bool) -> Answer:
     """6. The written answer held to the sentences it cites, or the evidence quoted, or a refusal."""
     quotes_shown, contexts = [w.quote for w in found.windows], [w.context for w in found.windows]
-    phrasing = check_phrasing(generated.text, quotes_shown, found.renderings, found.selection.answer_type)
+    phrasing = check_phrasing(
+        generated.text, quotes_shown, found.renderings, found.selection.answer_type, bool(query.previous)
+    )
     refused = refused or generated.interrupted
-    quoted = not refused and not phrasing.ok
-    cited = [] if refused else [1] if quoted else phrasing.cited()
+    quoted = not refused and (not phrasing.ok or found.selection.answer_type in QUOTED_TYPES)
+    cited = [] if refused else _quoted_numbers(found) if quoted else phrasing.cited()
     quotes = [quotes_shown[n - 1] for n in cited]
     answer_passages, numbers = _answer_passages(found.passages, found.shown, quotes)
     number_of = dict(zip(cited, numbers, strict=True))
     if refused:
         text = REFUSALS[query.language]
     elif quoted:
-        text = with_markers(_quote(quotes[0]), [number_of[1]])
+        pairs = zip(cited, quotes, strict=True)  # one quote per line, each with its own marker
+        text = "\n".join(with_markers(_quote(quote), [number_of[n]]) for n, quote in pairs)
     else:
         text = " ".join(
             with_markers(sentence, sorted({number_of[n] for n in evidence}))
@@ -368,6 +376,14 @@ def _checked_answer(query: _Query, found: _Found, generated: _Generated, refused
         },
         interrupted=generated.interrupted,
     )
+
+
+def _quoted_numbers(found: _Found) -> list[int]:
+    """The evidence an answer quotes when it is not phrased: the best sentence, and for a question in
+    parts the sentence chosen for each other part."""
+    if found.selection.parts == 1:
+        return [1]
+    return [1] + [n for n, window in enumerate(found.windows[1:], 2) if window.chosen]
 
 
 def _answer_passages(

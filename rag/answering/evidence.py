@@ -60,6 +60,7 @@ class Evidence:
 
     quote: Candidate  # the sentence, with its neighbours where it does not stand alone
     context: Candidate  # the sentence with the one before it (and the quote's): what the model is shown
+    chosen: bool = False  # one of the selection's choices, not only the next best
 
 
 def select_windows(
@@ -72,7 +73,8 @@ def select_windows(
     Toqajew hat eine andere Trumpfkarte im Ärmel.") or ends in a colon is quoted, and
     read, with the sentence after it (see the module doc for the other cases).
     """
-    ordered = [s.candidate for s in selection.chosen]
+    chosen = [s.candidate for s in selection.chosen]
+    ordered = list(chosen)
     ordered += [s.candidate for s in selection.ranked if s.fits and s.candidate not in ordered]
     windows: list[Evidence] = []
     for candidate in ordered:
@@ -85,7 +87,7 @@ def select_windows(
         context = widened(candidate, shown, before=True, after=after)
         if not any(_overlap(w.context, context) for w in windows):
             quote = widened(candidate, shown, before=refers_back(candidate.text), after=after)
-            windows.append(Evidence(quote, context))
+            windows.append(Evidence(quote, context, candidate in chosen))
     return windows
 
 

@@ -13,7 +13,8 @@ all, read from the model's probabilities rather than from its greedy choice.
 lexical check of `rag.answering.cite.is_supported`: every number exactly, names by spelling
 variant, most words (across languages, the names and numbers alone); a denial must
 find nearly all its words there. It must also say something the question does not
-and, where a quantity or a date is asked for, state one.
+and, where a quantity or a date is asked for, state one. A follow-up's answer must draw
+on the sentence the selection chose.
 A phrasing that fails is not repaired: the caller quotes the evidence instead.
 Left out: choosing the evidence (`rag.answering.select`) and deciding to refuse (`rag.answering.answer`).
 """
@@ -100,9 +101,21 @@ def _supporting(sentence: str, claimed: Sequence[int], evidence: Sequence[Candid
 
 
 def check_phrasing(
-    text: str, evidence: Sequence[Candidate], questions: Sequence[str], kind: AnswerType
+    text: str,
+    evidence: Sequence[Candidate],
+    questions: Sequence[str],
+    kind: AnswerType,
+    follow_up: bool = False,
 ) -> Phrasing:
-    """Check every sentence of the model's `text` against the evidence it cites (see module doc)."""
+    """Check every sentence of the model's `text` against the evidence it cites (see module doc).
+
+    A `follow_up` must draw on the first evidence sentence, the selection's choice: the
+    model, shown the previous question beside the follow-up, answered from another
+    sentence in two of eight follow-ups on `evals/` ("By whom?": "Trump"; "Welches Amt
+    hat er?": Trump's), wrongly both times, and in none of them rightly
+    (bench/replay_answers.py). Other questions keep the model's choice: there it was
+    right in four cases where the first sentence was not.
+    """
     result = Phrasing()
     for position, raw in enumerate(split_answer_sentences(text)):
         clean, claimed = parse_markers(raw)
@@ -125,4 +138,6 @@ def check_phrasing(
         result.failure = "restates the question"
     elif not can_state(kind, " ".join(stated)):
         result.failure = f"states no {kind}"
+    elif follow_up and 1 not in result.cited():
+        result.failure = "a follow-up answered from another sentence than the one selected"
     return result

@@ -22,7 +22,11 @@ question wants (a quantity, a date, an article's author or date, what somebody s
 candidate that cannot state it is left out of the running, and when none can, the
 selection is empty: the answer is a refusal. A question in two parts ("…, und wie lange…?") gets a
 second sentence when the first leaves a large share of the key terms open and another
-article's sentence covers them (`complement`).
+article's sentence covers them (`complement`). A question whose parts each ask something
+("Zu welchem Datum …, und wie lange dauerte …?", split before "und"/"and" and a
+question word: `question_parts`) is ranked part by part as well: a part that the chosen
+sentences leave open (its kind of fact not stated, or most of its key terms missing)
+adds the best sentence for that part alone (`part_answers`).
 
 `confidence` is the probability that the softmax of the scores gives the chosen
 sentence: a number for `--json` and the dim note when the best was not clearly ahead.
@@ -61,8 +65,14 @@ MIN_TYPED_COVERAGE_SHARE = 0.5
 # key-term weight open and the second holds at least 40 % of what is open.
 MIN_OPEN_SHARE = 0.3
 MIN_COMPLEMENT = 0.4
+# A part of a question is answered by a chosen sentence that states its kind of fact and
+# holds at least half (a majority) of the part's key-term weight.
+MIN_PART_COVERAGE = 0.5
+# Both sides of a split hold at least this many words: "Wann und wo wurde …" is one
+# question about one event, not two.
+MIN_PART_WORDS = 3
 
-AnswerType = Literal["quantity", "day", "date", "byline", "speech", "any"]
+AnswerType = Literal["quantity", "duration", "day", "date", "byline", "speech", "any"]
 
 _WORD = re.compile(r"[^\W\d_][\w-]*", re.UNICODE)
 _NOT_KEY_TERMS = frozenset(
@@ -72,9 +82,16 @@ _NOT_KEY_TERMS = frozenset(
     "viele vielen many much "
     "und and".split()
 )
-_ASKS_QUANTITY = re.compile(
-    r"\b(wie ?viele?|wie hoch|wie groß|wie alt|wie lange|how (many|much|long|old|high|large))\b", re.I
+_QUESTION_WORDS = (
+    "wer|wen|wem|wessen|was|wann|wo|wohin|woher|wie|warum|weshalb|wieso|wozu|womit|wovon|welche[mnrs]?|"
+    "who|whom|whose|what|when|where|which|why|how"
 )
+# Where a question in parts splits: before "und"/"and" followed by a question word.
+_PART_BOUNDARY = re.compile(rf",?\s+(?:und|and)\s+(?=(?:{_QUESTION_WORDS})\b)", re.I)
+_ASKS_QUANTITY = re.compile(
+    r"\b(wie ?viele?|wie hoch|wie groß|wie alt|how (many|much|old|high|large))\b", re.I
+)
+_ASKS_DURATION = re.compile(r"\b(wie lange|how long)\b", re.I)
 _ASKS_DAY = re.compile(
     r"\b((an|zu|seit) welche[mn]? (datum|tag)|welche[ms]? datum|(on|at|from|since) (which|what) (date|day)|"
     r"(which|what) (date|day))\b",
@@ -101,6 +118,12 @@ _NUMBER_WORDS = (
 )
 # A year answers "when", not "how many".
 _STATES_QUANTITY = re.compile(rf"\b(?!1[89]\d\d\b|20\d\d\b)\d|\b({_NUMBER_WORDS})\b", re.I)
+# "How long" is also answered by one unit of time: "eine Woche", "a year".
+_STATES_ONE_UNIT_OF_TIME = re.compile(
+    r"\b(eine?[mnrs]?|one|a|an)\s+(halbe[mnrs]?\s+|half\s+)?(stunde|tag|woche|monat|jahr|jahrzehnt|hour|day|week|"
+    r"month|year|decade)\b",
+    re.I,
+)
 _MONTHS = (
     "januar|jänner|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember|january|"
     "february|march|may|june|july|october|december"
@@ -130,8 +153,8 @@ _STATES_SPEECH = re.compile(
 
 
 def answer_type(question: str) -> AnswerType:
-    """What kind of fact the question asks for: the article's byline, a date, a quantity, what somebody
-    said, or anything."""
+    """What kind of fact the question asks for: the article's byline, a date, a quantity, a duration,
+    what somebody said, or anything."""
     if _ASKS_BYLINE.search(question):
         return "byline"
     if _ASKS_DAY.search(question):
@@ -140,6 +163,8 @@ def answer_type(question: str) -> AnswerType:
         return "date"
     if _ASKS_QUANTITY.search(question):
         return "quantity"
+    if _ASKS_DURATION.search(question):
+        return "duration"
     if _ASKS_SPEECH.search(question):
         return "speech"
     return "any"
@@ -168,6 +193,8 @@ def can_state(answer: AnswerType, text: str, question: str = "") -> bool:
         text = re.sub(rf"(?<!\d){number}(?!\d)", " ", text)
     if answer == "quantity":
         return bool(_STATES_QUANTITY.search(text))
+    if answer == "duration":
+        return bool(_STATES_QUANTITY.search(text) or _STATES_ONE_UNIT_OF_TIME.search(text))
     if answer == "date":
         return bool(_STATES_DATE.search(text))
     if answer == "day":
@@ -240,6 +267,7 @@ class Selection:
     answer_type: AnswerType
     confidence: float  # softmax probability of the first choice among the candidates that fit
     unmatched: float = 0.0  # share of the question's key-term weight that no candidate holds at all
+    parts: int = 1  # how many things the question asks (`question_parts`)
 
     @property
     def empty(self) -> bool:
@@ -261,47 +289,110 @@ def select_evidence(
     each sentence by `encoder` (None: no dense signal). `kind_question` decides the
     answer type (default: the first rendering).
     """
-    kind = answer_type(kind_question or questions[0])
+    asked = kind_question or questions[0]
+    kind = answer_type(asked)
     if not candidates:
         return Selection((), (), kind, 0.0, 1.0)
     terms = [set(analyze(c.text)) for c in candidates]
     keys = [keys for q in questions if (keys := KeyTerms.of(q, terms)).words] or [KeyTerms.of("", terms)]
     everywhere = set().union(*terms)
     unmatched = min(1.0 - k.coverage(everywhere) if k.words else 0.0 for k in keys)
+    parts = question_parts(asked)
+    part_texts = parts if len(parts) > 1 else []
+    similarities = _similarities([similarity_question, *part_texts], candidates, encoder)
+    coverage, scores, fits = _scored_signals(keys, similarities[0], candidates, terms, kind, asked)
+    scored = [
+        Scored(c, cov, sim, float(s), fit)
+        for c, cov, sim, s, fit in zip(candidates, coverage, similarities[0], scores, fits, strict=True)
+    ]
+    ranked = sorted(scored, key=lambda s: (not s.fits, -s.score))
+    eligible = [s for s in ranked if s.fits]
+    if not eligible:
+        return Selection((), tuple(ranked), kind, 0.0, unmatched, len(parts))
+    best = eligible[0]
+    weights = np.exp(np.array([s.score for s in eligible]) - best.score)
+    confidence = float(1.0 / weights.sum())
+    chosen = [best]
+    if len(parts) > 1:
+        chosen += part_answers(best, parts, questions, scored, terms, similarities[1:])
+    elif (second := complement(best, ranked, keys[0], terms, candidates)) is not None:
+        chosen.append(second)
+    return Selection(tuple(chosen), tuple(ranked), kind, confidence, unmatched, len(parts))
+
+
+def question_parts(question: str) -> list[str]:
+    """The parts of a question that asks two things ("Wie viele …, und welchen Preis …?"), or the question."""
+    parts = _PART_BOUNDARY.split(question)
+    if len(parts) < 2 or any(len(_WORD.findall(part)) < MIN_PART_WORDS for part in parts):
+        return [question]
+    return parts
+
+
+def _similarities(
+    texts: Sequence[str], candidates: Sequence[Candidate], encoder: Embedder | None
+) -> list[list[float]]:
+    """For each of `texts`, the encoder's cosine with every candidate (all zeros without an encoder)."""
+    if encoder is None:
+        return [[0.0] * len(candidates) for _ in texts]
+    vectors = encoder.encode([*texts, *(c.text for c in candidates)])
+    return [[float(np.dot(vectors[i], v)) for v in vectors[len(texts) :]] for i in range(len(texts))]
+
+
+def _scored_signals(
+    keys: Sequence[KeyTerms],
+    similarity: Sequence[float],
+    candidates: Sequence[Candidate],
+    terms: Sequence[set[str]],
+    kind: AnswerType,
+    asked: str,
+) -> tuple[list[float], np.ndarray, list[bool]]:
+    """Each candidate's coverage, combined score and whether it can state the `kind` of fact asked."""
     coverage = [max(k.coverage(held) for k in keys) for held in terms]
-    if encoder is not None:
-        vectors = encoder.encode([similarity_question, *(c.text for c in candidates)])
-        similarity = [float(np.dot(vectors[0], v)) for v in vectors[1:]]
-    else:
-        similarity = [0.0] * len(candidates)
     scores = (
         standardize(coverage)
         + DENSE_WEIGHT * standardize(similarity)
         - RANK_WEIGHT * standardize([c.rank for c in candidates])
     )
-    asked = kind_question or questions[0]
     fits = [c.heading if kind == "byline" else can_state(kind, c.text, asked) for c in candidates]
     if kind == "byline" and not any(fits):
         fits = [True] * len(candidates)  # no heading among the candidates: rank them all
-    if kind in ("quantity", "date", "day", "speech"):
+    if kind in ("quantity", "duration", "date", "day", "speech"):
         floor = MIN_TYPED_COVERAGE_SHARE * max(coverage)
         fits = [fit and cov >= floor for fit, cov in zip(fits, coverage, strict=True)]
-    scored = [
-        Scored(c, cov, sim, float(s), fit)
-        for c, cov, sim, s, fit in zip(candidates, coverage, similarity, scores, fits, strict=True)
-    ]
-    ranked = sorted(scored, key=lambda s: (not s.fits, -s.score))
-    eligible = [s for s in ranked if s.fits]
-    if not eligible:
-        return Selection((), tuple(ranked), kind, 0.0, unmatched)
-    best = eligible[0]
-    weights = np.exp(np.array([s.score for s in eligible]) - best.score)
-    confidence = float(1.0 / weights.sum())
-    chosen = [best]
-    second = complement(best, ranked, keys[0], terms, candidates)
-    if second is not None:
-        chosen.append(second)
-    return Selection(tuple(chosen), tuple(ranked), kind, confidence, unmatched)
+    return coverage, scores, fits
+
+
+def part_answers(
+    best: Scored,
+    parts: Sequence[str],
+    questions: Sequence[str],
+    scored: Sequence[Scored],
+    terms: Sequence[set[str]],
+    similarities: Sequence[Sequence[float]],
+) -> list[Scored]:
+    """For each part of the question that the sentences chosen so far leave open, its own best sentence.
+
+    A part is answered by a chosen sentence that states its kind of fact and holds
+    `MIN_PART_COVERAGE` of its key terms. Each part is ranked as a whole question is,
+    by its own key terms (from every rendering that splits the same way), its own
+    dense similarity and the retrieval rank; a sentence without any of its key terms
+    is not its answer.
+    """
+    candidates = [s.candidate for s in scored]
+    chosen_at = [candidates.index(best.candidate)]
+    for i, part in enumerate(parts):
+        renderings = [split[i] for q in questions if len(split := question_parts(q)) == len(parts)] or [part]
+        keys = [k for r in renderings if (k := KeyTerms.of(r, terms)).words]
+        if not keys:
+            continue
+        kind = answer_type(part)
+        coverage, scores, fits = _scored_signals(keys, similarities[i], candidates, terms, kind, part)
+        if any(fits[j] and coverage[j] >= MIN_PART_COVERAGE for j in chosen_at):
+            continue
+        options = [j for j in range(len(candidates)) if fits[j] and coverage[j] > 0 and j not in chosen_at]
+        if options:
+            chosen_at.append(max(options, key=lambda j: scores[j]))
+    return [scored[j] for j in chosen_at[1:]]
 
 
 def complement(
