@@ -145,6 +145,44 @@ def test_a_quantity_that_no_sentence_states_is_refused_without_the_model(
     assert result.refused and llm.calls == [] and llm.scored == []
 
 
+def test_what_somebody_said_is_quoted_and_never_phrased(seed_index, minilm, multilingual) -> None:  # type: ignore[no-untyped-def]
+    reply = "Er sagte, dass Fragen nicht stellen sich [1]."
+    pipeline, llm = _scripted(seed_index, minilm, multilingual, reply)
+    result = ask(pipeline, "Was sagte Satulin über territoriale Fragen?")
+    assert not result.refused and result.quoted and llm.calls == [] and len(llm.scored) == 1
+    (citation,) = result.citations
+    assert result.answer == f"„{citation.quote}“ [{citation.n}]" and "alles möglich" in citation.quote
+    _quotes_are_exact(result, seed_index.cwd)
+
+
+def test_a_question_in_parts_quotes_the_sentence_of_each_part(seed_index, minilm, multilingual) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = _scripted(seed_index, minilm, multilingual, REFUSALS["de"], refusal=0.3)
+    result = ask(
+        pipeline,
+        "Zu welchem Datum hatte Putin Tokajew nach Moskau eingeladen, "
+        "und wie lange dauerte Tokajews Staatsbesuch in Moskau nach dem C5+1-Gipfel?",
+    )
+    assert result.quoted and len(result.citations) == 2
+    lines = result.answer.split("\n")
+    markers = [f"“ [{c.n}]" for c in result.citations]
+    assert [line.endswith(marker) for line, marker in zip(lines, markers, strict=True)] == [True, True]
+    assert "9. Mai" in lines[0] and "zweitägige" in lines[1]
+    _quotes_are_exact(result, seed_index.cwd)
+
+
+def test_a_follow_up_answered_from_another_sentence_than_the_selected_one_is_quoted(
+    seed_index, minilm, multilingual
+) -> None:  # type: ignore[no-untyped-def]
+    """The model's real answer in an eval run: Trump's office, from evidence [2], for the minister's."""
+    history = [Turn("Wer überbrachte Tokajew eine persönliche Botschaft von Wladimir Putin?", "…")]
+    pipeline, _ = _scripted(seed_index, minilm, multilingual, "Trump im Januar 2025 wieder ins Amt [2].")
+    result = ask(pipeline, "Welches Amt hat er?", history=history)
+    assert "Amt" in result.evidence[1].quote  # the model could draw its answer from [2]
+    assert result.quoted and "follow-up" in (result.phrasing_failure or "")
+    assert "Energieminister" in result.answer and "Trump" not in result.answer
+    _quotes_are_exact(result, seed_index.cwd)
+
+
 def test_given_passages_are_answered_from_without_searching(
     seed_index, minilm, multilingual, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,14 @@ import pytest
 
 from rag.answering.evidence import continues, refers_back
 from rag.answering.pipeline import Pipeline
-from rag.answering.select import KeyTerms, answer_type, can_state, question_coverages, select_evidence
+from rag.answering.select import (
+    KeyTerms,
+    answer_type,
+    can_state,
+    question_coverages,
+    question_parts,
+    select_evidence,
+)
 from rag.answering.sentences import candidate_sentences, widened
 from rag.ingest.read import decode_file
 from rag.types import Passage
@@ -45,6 +52,8 @@ if TYPE_CHECKING:
         ("Wie bezeichnete Putin den Moment des Besuchs?", "speech"),
         ("Was sagte Tokajew in Moskau?", "speech"),
         ("Why does the author doubt that Tokayev wrote the article?", "any"),
+        ("Wie lange dauerte Tokajews Staatsbesuch in Moskau?", "duration"),
+        ("How long did the state visit last?", "duration"),
     ],
 )
 def test_answer_type(question: str, kind: str) -> None:
@@ -58,6 +67,33 @@ def test_a_number_from_the_question_states_no_quantity() -> None:
     assert can_state("quantity", "Es kamen zwölf Tage später Truppen.", "Wie viele Tage?")
     assert can_state("date", "Das geschah im Herbst.", "Wann geschah das?")
     assert not can_state("date", "Das geschah in Moskau.", "Wann geschah das?")
+
+
+def test_one_unit_of_time_states_a_duration_but_no_quantity() -> None:
+    sentence = "Nur eine Woche nach dem Gipfel rollt Putin den roten Teppich aus."
+    assert can_state("duration", sentence) and not can_state("quantity", sentence)
+    assert can_state("duration", "Der zweitägige Staatsbesuch sendet ein Signal.")
+    assert not can_state("duration", "Eine Reise nach Moskau.")
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        (
+            "In welchem Jahr fand der Gipfel statt, und wie lange danach empfing Putin Tokajew?",
+            ["In welchem Jahr fand der Gipfel statt", "wie lange danach empfing Putin Tokajew?"],
+        ),
+        (
+            "Which force did Tokayev's troops join, and where is it to be deployed?",
+            ["Which force did Tokayev's troops join", "where is it to be deployed?"],
+        ),
+        # One event asked about twice, and "und" inside one part: no split.
+        ("Wann und wo wurde das Foto aufgenommen?", ["Wann und wo wurde das Foto aufgenommen?"]),
+        ("Welche Länder besuchten Vance und Trump?", ["Welche Länder besuchten Vance und Trump?"]),
+    ],
+)
+def test_a_question_splits_into_parts_before_and_and_a_question_word(question: str, parts: list[str]) -> None:
+    assert question_parts(question) == parts
 
 
 def test_rare_key_terms_weigh_more_than_the_subject_named_everywhere() -> None:
@@ -154,6 +190,20 @@ def test_a_two_part_question_gets_a_sentence_from_each_article(pipeline: Pipelin
     texts = " ".join(s.candidate.text for s in selection.chosen)
     assert len(selection.chosen) == 2 and "29" in texts and "Friedenspreis" in texts
     assert selection.chosen[0].candidate.source != selection.chosen[1].candidate.source
+
+
+def test_each_open_part_of_a_question_gets_its_own_sentence(pipeline: Pipeline) -> None:
+    """The date comes from one article, the length of the visit from another (evals/ q073)."""
+    question = (
+        "Zu welchem Datum hatte Putin Tokajew nach Moskau eingeladen, "
+        "und wie lange dauerte Tokajews Staatsbesuch in Moskau nach dem C5+1-Gipfel?"
+    )
+    selection, _, _ = _select(pipeline, question)
+    assert selection.parts == 2 and len(selection.chosen) == 2
+    first, second = (s.candidate for s in selection.chosen)
+    assert "9. Mai" in first.text and "zweitägige" in second.text
+    for chosen in (first, second):
+        assert _exact(pipeline, chosen.source, chosen.start, chosen.end, chosen.text)
 
 
 @pytest.mark.parametrize(

@@ -66,8 +66,9 @@ MIN_TYPED_COVERAGE_SHARE = 0.5
 MIN_OPEN_SHARE = 0.3
 MIN_COMPLEMENT = 0.4
 # A part of a question is answered by a chosen sentence that states its kind of fact and
-# holds at least half (a majority) of the part's key-term weight.
-MIN_PART_COVERAGE = 0.5
+# holds at least this share of the best coverage of the part's key terms by any candidate
+# (the rule of MIN_TYPED_COVERAGE_SHARE: words like "Datum" are in no answer).
+MIN_PART_COVERAGE_SHARE = 0.5
 # Both sides of a split hold at least this many words: "Wann und wo wurde …" is one
 # question about one event, not two.
 MIN_PART_WORDS = 3
@@ -373,10 +374,10 @@ def part_answers(
     """For each part of the question that the sentences chosen so far leave open, its own best sentence.
 
     A part is answered by a chosen sentence that states its kind of fact and holds
-    `MIN_PART_COVERAGE` of its key terms. Each part is ranked as a whole question is,
-    by its own key terms (from every rendering that splits the same way), its own
-    dense similarity and the retrieval rank; a sentence without any of its key terms
-    is not its answer.
+    `MIN_PART_COVERAGE_SHARE` of the best coverage of its key terms. Each part is
+    ranked as a whole question is, by its own key terms (from every rendering that
+    splits the same way), its own dense similarity and the retrieval rank; a sentence
+    without any of its key terms is not its answer.
     """
     candidates = [s.candidate for s in scored]
     chosen_at = [candidates.index(best.candidate)]
@@ -387,7 +388,7 @@ def part_answers(
             continue
         kind = answer_type(part)
         coverage, scores, fits = _scored_signals(keys, similarities[i], candidates, terms, kind, part)
-        if any(fits[j] and coverage[j] >= MIN_PART_COVERAGE for j in chosen_at):
+        if any(fits[j] and coverage[j] >= MIN_PART_COVERAGE_SHARE * max(coverage) for j in chosen_at):
             continue
         options = [j for j in range(len(candidates)) if fits[j] and coverage[j] > 0 and j not in chosen_at]
         if options:

@@ -205,6 +205,8 @@ def answer_thresholds() -> dict[str, float]:
         "select.MIN_TYPED_COVERAGE_SHARE": select.MIN_TYPED_COVERAGE_SHARE,
         "select.MIN_OPEN_SHARE": select.MIN_OPEN_SHARE,
         "select.MIN_COMPLEMENT": select.MIN_COMPLEMENT,
+        "select.MIN_PART_COVERAGE_SHARE": select.MIN_PART_COVERAGE_SHARE,
+        "select.MIN_PART_WORDS": select.MIN_PART_WORDS,
         "evidence.EVIDENCE_SHOWN": evidence.EVIDENCE_SHOWN,
         "cite.MIN_CONTENT_OVERLAP": cite.MIN_CONTENT_OVERLAP,
         "cite.MIN_DENIAL_OVERLAP": cite.MIN_DENIAL_OVERLAP,
