@@ -10,9 +10,11 @@ question passes through each stage once:
 3. **sentences**: every sentence of those, with its exact span (`rag.answering.sentences`);
 4. **selection**: rank the sentences by every signal there is and choose the evidence,
    or none when no sentence can state what is asked (`rag.answering.select`);
-5. **answer**: the model reads the best few sentences; if it is more likely than not to
-   open with the refusal sentence, the answer is a refusal; otherwise it writes a short
-   cited answer (`rag.answering.phrase`), streamed;
+5. **answer**: the model reads the best few sentences; if its odds of opening with the
+   refusal sentence, plus the share of key terms found nowhere, pass the threshold, the
+   answer is a refusal; what somebody said, and a question in parts, are answered by
+   quoting the selected sentences (`is_answered_by_quote`); otherwise the model writes
+   a short cited answer (`rag.answering.phrase`), streamed;
 6. **check**: the written answer is held to the quotes it cites, not to the neighbours
    the model read around them: on `evals/`, a phrasing drawn from a neighbour was wrong
    in two of three cases (bench/replay_answers.py). When it fails the
@@ -49,10 +51,6 @@ if TYPE_CHECKING:
 _TRANSLATE_MAX_TOKENS = 64
 # Below this selection confidence the terminal adds a note that the choice was close.
 CLOSE_CALL = 0.5
-# Kinds of fact answered by quoting the evidence, never by a phrasing: what somebody said
-# is given in their words. On `evals/` the model's rewording of reported speech was wrong
-# where the quote held the answer ("Er sagte, dass territoriale Fragen nicht stellen sich").
-QUOTED_TYPES = ("speech",)
 
 
 @dataclass
@@ -252,7 +250,7 @@ def ask(
     p_refuse = refusal_probability(llm, messages, query.language) if contexts else None
     odds_ms = (time.perf_counter() - odds_started) * 1000  # where the prompt is processed
     refused = is_refusal_decided(p_refuse, found.selection.unmatched, pipeline.settings.refusal_threshold)
-    phrased = not refused and found.selection.answer_type not in QUOTED_TYPES
+    phrased = not refused and not is_answered_by_quote(found.selection)
     generated = _generate(pipeline, llm, messages, started, on_token) if phrased else _Generated()
 
     # 6. check
@@ -277,6 +275,20 @@ def is_refusal_decided(p_refuse: float | None, unmatched: float, threshold: floa
     was retrieved. Above the threshold together, the answer is a refusal.
     """
     return p_refuse is None or p_refuse + unmatched > threshold
+
+
+def is_answered_by_quote(selection: Selection) -> bool:
+    """Whether the answer is the selected evidence quoted, with no phrasing asked of the model.
+
+    What somebody said is given in their words: the model's rewording of reported speech
+    was wrong where the quote held the answer ("Er sagte, dass territoriale Fragen nicht
+    stellen sich"). A question in parts gets the sentence of each part: one short sentence
+    from the model answered one part and dropped the other ("Warum reiste Vance …, und
+    welche Länder besuchte er?": the countries, not the reason). On `evals/` each rule
+    turned one wrong answer into a correct one and no correct one into a wrong one
+    (bench/replay_answers.py, then a full run).
+    """
+    return selection.answer_type == "speech" or selection.parts > 1
 
 
 def _read_query(
@@ -339,7 +351,7 @@ def _checked_answer(query: _Query, found: _Found, generated: _Generated, refused
         generated.text, quotes_shown, found.renderings, found.selection.answer_type, bool(query.previous)
     )
     refused = refused or generated.interrupted
-    quoted = not refused and (not phrasing.ok or found.selection.answer_type in QUOTED_TYPES)
+    quoted = not refused and (not phrasing.ok or is_answered_by_quote(found.selection))
     cited = [] if refused else _quoted_numbers(found) if quoted else phrasing.cited()
     quotes = [quotes_shown[n - 1] for n in cited]
     answer_passages, numbers = _answer_passages(found.passages, found.shown, quotes)
