@@ -49,8 +49,9 @@ from benchlib import (
 )
 from index_bench import build
 
-from rag.answering.answer import Answer, ask
+from rag.answering.answer import ask
 from rag.answering.pipeline import Pipeline
+from rag.answering.result import Answer
 from rag.settings import Settings
 
 # (languages, answerable, types, how many) in the order they are asked; languages alternate

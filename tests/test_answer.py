@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import ScriptedLLM
 
-from rag.answering.answer import Answer, ask
+from rag.answering.answer import ask
 from rag.answering.cite import REFUSALS, is_supported, parse_markers
 from rag.answering.conversation import Turn
 from rag.answering.generate import LocalLLM
 from rag.answering.phrase import phrase_messages
 from rag.answering.pipeline import Pipeline
+from rag.answering.result import Answer
 from rag.ingest.read import decode_file
 
 if TYPE_CHECKING:

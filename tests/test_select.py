@@ -7,23 +7,18 @@ chosen span is checked against the source file.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import pytest
 
 from rag.answering.evidence import continues, refers_back
 from rag.answering.pipeline import Pipeline
-from rag.answering.select import (
-    KeyTerms,
-    answer_type,
-    can_state,
-    question_coverages,
-    question_parts,
-    select_evidence,
-)
-from rag.answering.sentences import candidate_sentences, widened
+from rag.answering.question_kinds import answer_type, can_state, question_parts
+from rag.answering.select import KeyTerms, question_coverages, select_evidence
+from rag.answering.sentences import candidate_sentences, continued, widened
 from rag.ingest.read import decode_file
-from rag.types import Passage
+from rag.types import Chunk, Passage
 
 if TYPE_CHECKING:
     from conftest import SeedIndex
@@ -204,6 +199,28 @@ def test_each_open_part_of_a_question_gets_its_own_sentence(pipeline: Pipeline) 
     assert "9. Mai" in first.text and "zweitägige" in second.text
     for chosen in (first, second):
         assert _exact(pipeline, chosen.source, chosen.start, chosen.end, chosen.text)
+
+
+def _as_passage(chunk: Chunk) -> Passage:
+    return Passage(chunk.source, chunk.start, chunk.end, chunk.text, 1.0, chunk.title, chunk.section)
+
+
+def test_a_passage_continues_into_the_chunk_that_overlaps_its_end(pipeline: Pipeline) -> None:
+    """A chunk boundary inside a paragraph: the sentence after the passage can widen a quote."""
+    retriever = pipeline.retriever
+    pairs = [pair for chunks in retriever.reader.chunks_by_source.values() for pair in pairwise(chunks)]
+    first, _ = next((a, b) for a, b in pairs if b.start < a.end < b.end and a.section == b.section)
+    passage = _as_passage(first)
+    (sequel,) = retriever.sequels([passage])
+    longer = continued(passage, sequel)
+    assert longer.end > passage.end and longer.text.startswith(passage.text)
+    assert _exact(pipeline, longer.source, longer.start, longer.end, longer.text)
+    candidates = candidate_sentences([longer], own_ends=[passage.end])
+    assert candidates and all(c.start < passage.end for c in candidates)  # the added sentence only widens
+    assert candidates[-1].next_end == longer.end
+    # Across a paragraph break chunks do not overlap, and the break is not in the index.
+    apart, _ = next((a, b) for a, b in pairs if b.start > a.end)
+    assert retriever.sequels([_as_passage(apart)]) == [None]
 
 
 @pytest.mark.parametrize(

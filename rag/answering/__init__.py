@@ -1,7 +1,8 @@
 """Answering: from a question and its passages to a cited, checked answer.
 
 `answer.ask` runs a question through every step: `sentences` lists the candidate
-sentences with their spans, `select` chooses the evidence, `phrase` has the model
+sentences with their spans, `question_kinds` reads what kind of fact a question asks
+for and in how many parts, `select` chooses the evidence, `phrase` has the model
 write a short answer and checks it with `cite`; `conversation` links a follow-up to
 the question before it. The model behind it is a `chat_model.ChatModel` (llama.cpp
 in-process, or a server through `llm_client`), found by `models`, checked on disk
@@ -20,7 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rag.answering.answer import Answer, ask
+    from rag.answering.answer import ask
     from rag.answering.chat_model import ChatModel
     from rag.answering.cite import is_refusal, is_supported, parse_markers, split_answer_sentences
     from rag.answering.conversation import Turn, previous_question
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from rag.answering.phrase import check_phrasing, phrase_messages, refusal_probability
     from rag.answering.pipeline import Pipeline
     from rag.answering.prompts import Prompt, load_prompt
+    from rag.answering.result import Answer
     from rag.answering.select import Selection, select_evidence
     from rag.answering.sentences import Candidate, candidate_sentences
 
@@ -66,7 +68,7 @@ __all__ = [
 
 # Public name -> the module it is imported from on first use.
 _EXPORTS = {
-    "Answer": "rag.answering.answer",
+    "Answer": "rag.answering.result",
     "ask": "rag.answering.answer",
     "is_refusal": "rag.answering.cite",
     "is_supported": "rag.answering.cite",

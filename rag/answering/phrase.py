@@ -36,7 +36,7 @@ from rag.answering.cite import (
     states_denied,
 )
 from rag.answering.prompts import load_prompt
-from rag.answering.select import AnswerType, can_state
+from rag.answering.question_kinds import AnswerType, can_state
 from rag.answering.sentences import Candidate
 from rag.ingest.read import normalize_whitespace
 from rag.text.language import Language

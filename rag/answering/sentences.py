@@ -9,7 +9,12 @@ candidate), because people ask who wrote an article and when it appeared.
 
 A candidate can widen to the sentence after it (`widened`): a sentence that only sets up
 its answer ("Doch Toqajew hat eine andere Trumpfkarte im Ärmel.") is quoted together
-with the sentence that gives it. Left out: scoring the candidates (`rag.answering.select`).
+with the sentence that gives it. A passage's last sentence can widen too where a chunk
+boundary falls inside a paragraph: `continued` adds the sentence that follows the
+passage, from the chunk that overlaps its end, and that sentence is no candidate itself.
+Across a paragraph break the chunks do not overlap, and the text between them (the
+break) is not in the index, so a quote stops there. Left out: scoring the candidates
+(`rag.answering.select`).
 """
 
 from __future__ import annotations
@@ -39,11 +44,28 @@ class Candidate:
     previous_start: int | None = None  # where the sentence before it in the same passage starts, if any
 
 
-def passage_sentences(passage: Passage, number: int, rank: int) -> list[Candidate]:
-    """The sentences of `passage` as candidates."""
+def continued(passage: Passage, sequel: Passage | None) -> Passage:
+    """`passage` with the sentence that follows it, taken from `sequel`, the chunk that runs on past it."""
+    if sequel is None or not sequel.start <= passage.end < sequel.end:
+        return passage
+    rest = sequel.text[passage.end - sequel.start :]
+    spans = split_sentences(rest)
+    if not spans:
+        return passage
+    cut = spans[0][1]
+    return replace(passage, end=passage.end + cut, text=passage.text + rest[:cut])
+
+
+def passage_sentences(
+    passage: Passage, number: int, rank: int, own_end: int | None = None
+) -> list[Candidate]:
+    """The sentences of `passage` as candidates; those from `own_end` on (a continuation) only widen them."""
     spans = split_sentences(passage.text)
+    own = len(passage.text) if own_end is None else own_end - passage.start
     candidates = []
     for i, (start, end) in enumerate(spans):
+        if start >= own:
+            break
         following = spans[i + 1][1] if i + 1 < len(spans) else None
         preceding = spans[i - 1][0] if i > 0 else None
         candidates.append(
@@ -61,16 +83,20 @@ def passage_sentences(passage: Passage, number: int, rank: int) -> list[Candidat
     return candidates
 
 
-def candidate_sentences(passages: Sequence[Passage], headings: Sequence[Passage] = ()) -> list[Candidate]:
+def candidate_sentences(
+    passages: Sequence[Passage], headings: Sequence[Passage] = (), own_ends: Sequence[int] = ()
+) -> list[Candidate]:
     """Every sentence of `passages` (numbered 1…), then one heading per article of `headings`.
 
     `headings` are the opening chunks of the articles, numbered after the passages. An
     article's heading is one candidate: its title and byline lines together, so that
     "who wrote the article about …" finds the byline under the title it names.
+    `own_ends` say where each passage ended before it was `continued`.
     """
     candidates: list[Candidate] = []
-    for number, passage in enumerate(passages, 1):
-        candidates += passage_sentences(passage, number, rank=number - 1)
+    ends = list(own_ends) or [p.end for p in passages]
+    for number, (passage, end) in enumerate(zip(passages, ends, strict=True), 1):
+        candidates += passage_sentences(passage, number, rank=number - 1, own_end=end)
     for number, opening in enumerate(headings, len(passages) + 1):
         rank = min((r for r, p in enumerate(passages) if p.source == opening.source), default=len(passages))
         if heading := article_heading(opening, number, rank):

@@ -26,8 +26,8 @@ from rag.evaluation.scoring import RETRIEVAL_K, missing_facts, same_file, score_
 from rag.types import Passage, SearchFilters
 
 if TYPE_CHECKING:
-    from rag.answering.answer import Answer
     from rag.answering.pipeline import Pipeline
+    from rag.answering.result import Answer
 
 # Source files are read whole to check quotes; no indexed file is larger (see `max_file_mb`).
 MAX_SOURCE_BYTES = 1 << 30

@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.answering import cite, conversation, evidence, select
-from rag.answering.answer import CLOSE_CALL
+from rag.answering import cite, conversation, evidence, question_kinds, select
 from rag.answering.prompts import available_versions, load_prompt, prompts_dir
+from rag.answering.result import CLOSE_CALL
 from rag.errors import EvalError
 from rag.evaluation.corpora import ProgressCallback, open_corpora, without_absent_corpora
 from rag.evaluation.metrics import SUMMARY_FILE
@@ -206,13 +206,13 @@ def answer_thresholds() -> dict[str, float]:
         "select.MIN_OPEN_SHARE": select.MIN_OPEN_SHARE,
         "select.MIN_COMPLEMENT": select.MIN_COMPLEMENT,
         "select.MIN_PART_COVERAGE_SHARE": select.MIN_PART_COVERAGE_SHARE,
-        "select.MIN_PART_WORDS": select.MIN_PART_WORDS,
+        "question_kinds.MIN_PART_WORDS": question_kinds.MIN_PART_WORDS,
         "evidence.EVIDENCE_SHOWN": evidence.EVIDENCE_SHOWN,
         "cite.MIN_CONTENT_OVERLAP": cite.MIN_CONTENT_OVERLAP,
         "cite.MIN_DENIAL_OVERLAP": cite.MIN_DENIAL_OVERLAP,
         "cite.NAME_MISSES_PER_WORD": cite.NAME_MISSES_PER_WORD,
         "conversation.MIN_STANDALONE_WORDS": conversation.MIN_STANDALONE_WORDS,
-        "answer.CLOSE_CALL": CLOSE_CALL,
+        "result.CLOSE_CALL": CLOSE_CALL,
     }
 
 

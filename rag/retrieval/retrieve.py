@@ -265,6 +265,20 @@ class Retriever:
         sources = dict.fromkeys(p.source for p in passages)
         return [_passage(chunks[0], 0.0) for s in sources if (chunks := self.reader.chunks_by_source.get(s))]
 
+    def sequels(self, passages: Sequence[Passage]) -> list[Passage | None]:
+        """For each passage, the chunk that overlaps its end and runs on past it (None: none does).
+
+        Within a paragraph chunks overlap by whole sentences, so that chunk holds the
+        sentence that follows the passage: a quote that does not stand alone takes it
+        (`rag.answering.sentences`). Chunks of different paragraphs do not overlap.
+        """
+        sequels: list[Passage | None] = []
+        for passage in passages:
+            chunks = self.reader.chunks_by_source.get(passage.source, [])
+            runs_on = (c for c in chunks if c.section == passage.section and c.start <= passage.end < c.end)
+            sequels.append(next((_passage(chunk, 0.0) for chunk in runs_on), None))
+        return sequels
+
     def without_names(self, query: str) -> str:
         """`query` without the phrases that name indexed articles (see `without_document_names`)."""
         return without_document_names(query, self._documents)

@@ -25,8 +25,8 @@ from rag.ui.output import console, err_console, print_json
 from rag.ui.render import error_line, render_answer, safe_text, stream_answer
 
 if TYPE_CHECKING:
-    from rag.answering.answer import Answer
     from rag.answering.pipeline import Pipeline
+    from rag.answering.result import Answer
 
 
 @dataclass(frozen=True)

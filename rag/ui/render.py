@@ -20,8 +20,8 @@ from rich.text import Text
 from rag.text.sanitize import for_terminal
 
 if TYPE_CHECKING:
-    from rag.answering.answer import Answer
     from rag.answering.pipeline import Pipeline
+    from rag.answering.result import Answer
 
 PAGE_LABELS = {"de": "S.", "en": "p."}
 STATUS_LABELS = {"follow_up": "↳ read with: ", "translate": "⇄ "}

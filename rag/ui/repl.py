@@ -45,8 +45,8 @@ from rag.ui.slash_commands import (
 )
 
 if TYPE_CHECKING:
-    from rag.answering.answer import Answer
     from rag.answering.pipeline import Pipeline
+    from rag.answering.result import Answer
 
 
 @dataclass

@@ -19,7 +19,7 @@ from rag.errors import InputError
 from rag.types import SearchFilters
 
 if TYPE_CHECKING:
-    from rag.answering.answer import Answer
+    from rag.answering.result import Answer
 
 MAX_K = 20
 
