@@ -100,9 +100,13 @@ class StageClock:
         }
 
 
-def build(folder: Path, index_dir: Path, cwd: Path, precision: str) -> dict[str, Any]:
-    """One full build into an empty index_dir, with a fresh Pipeline (loads MiniLM)."""
-    pipeline = Pipeline(Settings(index_dir=index_dir, embed_precision=precision), cwd=cwd)
+def build(folder: Path, index_dir: Path, cwd: Path, precision: str | None = None) -> dict[str, Any]:
+    """One full build into an empty index_dir, with a fresh Pipeline (loads MiniLM); `precision`
+    overrides `embed_precision` (None: the settings' own)."""
+    settings = Settings(index_dir=index_dir)
+    if precision is not None:
+        settings = settings.with_overrides(embed_precision=precision)
+    pipeline = Pipeline(settings, cwd=cwd)
     clock = StageClock()
     report = pipeline.index([folder], on_progress=clock)
     seconds = time.perf_counter() - clock.started

@@ -153,6 +153,7 @@ def test_what_somebody_said_is_quoted_and_never_phrased(seed_index, minilm, mult
     assert not result.refused and result.quoted and llm.calls == [] and len(llm.scored) == 1
     (citation,) = result.citations
     assert result.answer == f"„{citation.quote}“ [{citation.n}]" and "alles möglich" in citation.quote
+    assert 0 < result.timings_ms["first_token"] <= result.timings_ms["total"]  # shown whole: the first text
     _quotes_are_exact(result, seed_index.cwd)
 
 

@@ -184,6 +184,8 @@ def ask(
 
     # 6. check
     answer = _checked_answer(query, found, generated, refused)
+    if not answer.refused and not generated.first_token_ms:  # quoted, nothing streamed: shown whole, now
+        generated.first_token_ms = (time.perf_counter() - started) * 1000
     answer.refusal_probability = p_refuse
     answer.model_path, answer.model_sha256 = str(llm.model_path), llm.sha256
     answer.timings_ms = {
