@@ -17,16 +17,17 @@ The model's probabilities are not a signal here: measured on `evals/`, its
 multiple-choice picks were position-biased (16 of 40 right) and its query likelihood
 added nothing over coverage (28 of 40 either way), at seconds per question.
 
-A question can ask what no sentence states. `answer_type` says what kind of fact a
-question wants (a quantity, a date, an article's author or date, what somebody said); a
-candidate that cannot state it is left out of the running, and when none can, the
-selection is empty: the answer is a refusal. A question in two parts ("…, und wie lange…?") gets a
-second sentence when the first leaves a large share of the key terms open and another
-article's sentence covers them (`complement`). A question whose parts each ask something
-("Zu welchem Datum …, und wie lange dauerte …?", split before "und"/"and" and a
-question word: `question_parts`) is ranked part by part as well: a part that the chosen
-sentences leave open (its kind of fact not stated, or most of its key terms missing)
-adds the best sentence for that part alone (`part_answers`).
+A question can ask what no sentence states. `rag.answering.question_kinds.answer_type`
+says what kind of fact a question wants (a quantity, a duration, a date, an article's
+author or date, what somebody said); a candidate that cannot state it is left out of the
+running, and when none can, the selection is empty: the answer is a refusal. A question
+that asks two things ("Zu welchem Datum …, und wie lange dauerte …?", split by
+`question_parts`) is ranked part by part as well: a part that the chosen sentences leave
+open (its kind of fact not stated, or under half the best coverage of its key terms)
+adds the best sentence for that part alone (`part_answers`). Any other question gets a
+second sentence from another article when the first leaves a large share of the key
+terms open and that sentence covers them ("… – einmal gegenüber Trump, einmal gegenüber
+dem Kreml?": `complement`).
 
 `confidence` is the probability that the softmax of the scores gives the chosen
 sentence: a number for `--json` and the dim note when the best was not clearly ahead.
@@ -69,7 +70,6 @@ MIN_COMPLEMENT = 0.4
 # holds at least this share of the best coverage of the part's key terms by any candidate
 # (the rule of MIN_TYPED_COVERAGE_SHARE: words like "Datum" are in no answer).
 MIN_PART_COVERAGE_SHARE = 0.5
-
 
 _NOT_KEY_TERMS = frozenset(
     "wann wer wen wem wessen warum weshalb wieso wie wieviel wieviele wozu womit wovon wohin woher wo was "
