@@ -152,7 +152,8 @@ def test_what_somebody_said_is_quoted_and_never_phrased(seed_index, minilm, mult
     result = ask(pipeline, "Was sagte Satulin über territoriale Fragen?")
     assert not result.refused and result.quoted and llm.calls == [] and len(llm.scored) == 1
     (citation,) = result.citations
-    assert result.answer == f"„{citation.quote}“ [{citation.n}]" and "alles möglich" in citation.quote
+    assert result.answer == f"{citation.quote} [{citation.n}]" and "alles möglich" in citation.quote
+    assert citation.quote.startswith("„Wenn wir")  # a quotation already: not put in quotation marks again
     assert 0 < result.timings_ms["first_token"] <= result.timings_ms["total"]  # shown whole: the first text
     _quotes_are_exact(result, seed_index.cwd)
 

@@ -124,8 +124,15 @@ def _citations(
     ]
 
 
+_OPENING_QUOTES, _CLOSING_QUOTES = '„“”"«»‚‘', '“”"«»‘’'
+
+
 def _quote(window: Candidate) -> str:
-    return f"„{window.text.strip()}“"
+    """The sentence in quotation marks, unless it is a quotation already (reported speech)."""
+    text = window.text.strip()
+    if text[:1] in _OPENING_QUOTES and text[-1:] in _CLOSING_QUOTES:
+        return text
+    return f"„{text}“"
 
 
 @dataclass
