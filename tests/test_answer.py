@@ -18,7 +18,7 @@ import pytest
 from conftest import ScriptedLLM
 
 from rag.answering.answer import ask
-from rag.answering.cite import REFUSALS, is_supported, parse_markers
+from rag.answering.cite import OPEN_PART, REFUSALS, is_refusal, is_supported, parse_markers
 from rag.answering.conversation import Turn
 from rag.answering.generate import LocalLLM
 from rag.answering.phrase import phrase_messages
@@ -170,6 +170,24 @@ def test_a_question_in_parts_quotes_the_sentence_of_each_part(seed_index, minilm
     markers = [f"“ [{c.n}]" for c in result.citations]
     assert [line.endswith(marker) for line, marker in zip(lines, markers, strict=True)] == [True, True]
     assert "9. Mai" in lines[0] and "zweitägige" in lines[1]
+    _quotes_are_exact(result, seed_index.cwd)
+
+
+def test_a_part_that_no_source_states_is_said_so_beside_the_quote_of_the_other(
+    seed_index, minilm, multilingual
+) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = _scripted(seed_index, minilm, multilingual)
+    result = ask(
+        pipeline,
+        "How many agreements did Tokayev sign in Washington, "
+        "and how much does a Kazakh-made NATO-standard grenade cost?",
+    )
+    quote, unstated = result.answer.split("\n")
+    (citation,) = result.citations
+    assert not result.refused and "29" in citation.quote and quote.endswith(f"“ [{citation.n}]")
+    assert unstated == OPEN_PART["en"].format(part="how much does a Kazakh-made NATO-standard grenade cost")
+    assert is_refusal(unstated) and is_refusal(OPEN_PART["de"])  # scored as no claim, not as an uncited one
+    assert not any("<evidence>" in call[-1]["content"] for call in llm.calls)  # nothing to phrase
     _quotes_are_exact(result, seed_index.cwd)
 
 

@@ -122,6 +122,7 @@ def _select(pipeline: Pipeline, question: str, k: int = 5) -> tuple[Selection, l
         question,
         candidate_sentences(found, headings),
         pipeline.multilingual,
+        kind_question=question,  # as `ask` passes it: the question as asked
     )
     return selection, found, headings
 
@@ -199,6 +200,18 @@ def test_each_open_part_of_a_question_gets_its_own_sentence(pipeline: Pipeline) 
     assert "9. Mai" in first.text and "zweitägige" in second.text
     for chosen in (first, second):
         assert _exact(pipeline, chosen.source, chosen.start, chosen.end, chosen.text)
+
+
+def test_a_part_that_no_sentence_states_is_reported_open(pipeline: Pipeline) -> None:
+    """The first part is asked first, but only the second is stated: the second is still answered."""
+    question = (
+        "Wie viel kostet eine in Kasachstan hergestellte Granate nach NATO-Standard, "
+        "und wie viele Abkommen unterzeichnete Tokajew in Washington?"
+    )
+    selection, _, _ = _select(pipeline, question)
+    assert [s.candidate.text for s in selection.chosen if "29 Abkommen" in s.candidate.text]
+    unstated = "Wie viel kostet eine in Kasachstan hergestellte Granate nach NATO-Standard"
+    assert selection.open_parts == (unstated,)
 
 
 def _as_passage(chunk: Chunk) -> Passage:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rag.answering.cite import REFUSALS, with_markers
+from rag.answering.cite import OPEN_PART, REFUSALS, with_markers
 from rag.answering.conversation import Turn, previous_question
 from rag.answering.evidence import Evidence, select_windows
 from rag.answering.phrase import STOP_SEQUENCES, check_phrasing, phrase_messages, refusal_probability
@@ -220,9 +220,10 @@ def is_answered_by_quote(selection: Selection) -> bool:
 
     What somebody said is given in their words: the model's rewording of reported speech
     was wrong where the quote held the answer ("Er sagte, dass territoriale Fragen nicht
-    stellen sich"). A question in parts gets the sentence of each part: one short sentence
-    from the model answered one part and dropped the other ("Warum reiste Vance …, und
-    welche Länder besuchte er?": the countries, not the reason). On `evals/` each rule
+    stellen sich"). A question in parts gets the sentence of each part, and a line for
+    each part that no source states (`OPEN_PART`): one short sentence from the model
+    answered one part and dropped the other ("Warum reiste Vance …, und welche Länder
+    besuchte er?": the countries, not the reason). On `evals/` each rule
     turned one wrong answer into a correct one and no correct one into a wrong one
     (bench/replay_answers.py, then a full run).
     """
@@ -302,7 +303,10 @@ def _checked_answer(query: _Query, found: _Found, generated: _Generated, refused
         text = REFUSALS[query.language]
     elif quoted:
         pairs = zip(cited, quotes, strict=True)  # one quote per line, each with its own marker
-        text = "\n".join(with_markers(_quote(quote), [number_of[n]]) for n, quote in pairs)
+        lines = [with_markers(_quote(quote), [number_of[n]]) for n, quote in pairs]
+        unstated = found.selection.open_parts  # said so, rather than left out in silence
+        lines += [OPEN_PART[query.language].format(part=part.strip(" ?")) for part in unstated]
+        text = "\n".join(lines)
     else:
         text = " ".join(
             with_markers(sentence, sorted({number_of[n] for n in evidence}))

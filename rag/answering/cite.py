@@ -54,6 +54,11 @@ REFUSALS = {
     "de": "Die Quellen enthalten dazu keine Angabe.",
     "en": "The sources do not contain this information.",
 }
+# What an answer says of a part of the question that no source states (`rag.answering.select.question_parts`).
+OPEN_PART = {
+    "de": "Zu „{part}“ enthalten die Quellen keine Angabe.",
+    "en": "On “{part}” the sources do not contain any information.",
+}
 _REFUSAL_PATTERNS = re.compile(
     r"keine angabe|enthalten (dazu )?keine|nicht in den quellen|geben (dazu )?keine auskunft|"
     r"do(es)? not contain|no information|not (stated|mentioned|contained)|don't contain|cannot be answered",

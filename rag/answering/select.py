@@ -24,7 +24,9 @@ running, and when none can, the selection is empty: the answer is a refusal. A q
 that asks two things ("Zu welchem Datum …, und wie lange dauerte …?", split by
 `question_parts`) is ranked part by part as well: a part that the chosen sentences leave
 open (its kind of fact not stated, or under half the best coverage of its key terms)
-adds the best sentence for that part alone (`part_answers`). Any other question gets a
+adds the best sentence for that part alone (`part_answers`); a part that no candidate
+states is kept in `open_parts`, and the other parts are still answered, even where the
+question's first part decides its answer type and nothing states it. Any other question gets a
 second sentence from another article when the first leaves a large share of the key
 terms open and that sentence covers them ("… – einmal gegenüber Trump, einmal gegenüber
 dem Kreml?": `complement`).
@@ -144,6 +146,7 @@ class Selection:
     confidence: float  # softmax probability of the first choice among the candidates that fit
     unmatched: float = 0.0  # share of the question's key-term weight that no candidate holds at all
     parts: int = 1  # how many things the question asks (`question_parts`)
+    open_parts: tuple[str, ...] = ()  # the parts that no candidate states
 
     @property
     def empty(self) -> bool:
@@ -183,17 +186,18 @@ def select_evidence(
     ]
     ranked = sorted(scored, key=lambda s: (not s.fits, -s.score))
     eligible = [s for s in ranked if s.fits]
-    if not eligible:
-        return Selection((), tuple(ranked), kind, 0.0, unmatched, len(parts))
-    best = eligible[0]
+    best = eligible[0] if eligible else None
+    if len(parts) > 1:  # a part may be answered where the question as a whole is not
+        answers, open_parts = part_answers(best, parts, questions, scored, terms, similarities[1:])
+        chosen = [s for s in (best, *answers) if s is not None]
+    else:
+        second = complement(best, ranked, keys[0], terms, candidates) if best else None
+        chosen, open_parts = [s for s in (best, second) if s is not None], []
+    if best is None:
+        return Selection(tuple(chosen), tuple(ranked), kind, 0.0, unmatched, len(parts), tuple(open_parts))
     weights = np.exp(np.array([s.score for s in eligible]) - best.score)
     confidence = float(1.0 / weights.sum())
-    chosen = [best]
-    if len(parts) > 1:
-        chosen += part_answers(best, parts, questions, scored, terms, similarities[1:])
-    elif (second := complement(best, ranked, keys[0], terms, candidates)) is not None:
-        chosen.append(second)
-    return Selection(tuple(chosen), tuple(ranked), kind, confidence, unmatched, len(parts))
+    return Selection(tuple(chosen), tuple(ranked), kind, confidence, unmatched, len(parts), tuple(open_parts))
 
 
 def _similarities(
@@ -231,23 +235,26 @@ def _scored_signals(
 
 
 def part_answers(
-    best: Scored,
+    best: Scored | None,
     parts: Sequence[str],
     questions: Sequence[str],
     scored: Sequence[Scored],
     terms: Sequence[set[str]],
     similarities: Sequence[Sequence[float]],
-) -> list[Scored]:
-    """For each part of the question that the sentences chosen so far leave open, its own best sentence.
+) -> tuple[list[Scored], list[str]]:
+    """For each part of the question that the sentences chosen so far leave open, its own best
+    sentence; and the parts that no sentence answers.
 
     A part is answered by a chosen sentence that states its kind of fact and holds
     `MIN_PART_COVERAGE_SHARE` of the best coverage of its key terms. Each part is
     ranked as a whole question is, by its own key terms (from every rendering that
     splits the same way), its own dense similarity and the retrieval rank; a sentence
-    without any of its key terms is not its answer.
+    without any of its key terms is not its answer. `best` is the choice for the whole
+    question (None: nothing states what it asks first, but a later part may be stated).
     """
     candidates = [s.candidate for s in scored]
-    chosen_at = [candidates.index(best.candidate)]
+    chosen_at = [] if best is None else [candidates.index(best.candidate)]
+    open_parts = []
     for i, part in enumerate(parts):
         renderings = [split[i] for q in questions if len(split := question_parts(q)) == len(parts)] or [part]
         keys = [k for r in renderings if (k := KeyTerms.of(r, terms)).words]
@@ -260,7 +267,10 @@ def part_answers(
         options = [j for j in range(len(candidates)) if fits[j] and coverage[j] > 0 and j not in chosen_at]
         if options:
             chosen_at.append(max(options, key=lambda j: scores[j]))
-    return [scored[j] for j in chosen_at[1:]]
+        else:
+            open_parts.append(part)
+    added = chosen_at if best is None else chosen_at[1:]
+    return [scored[j] for j in added], open_parts
 
 
 def complement(
