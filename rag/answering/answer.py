@@ -191,13 +191,13 @@ def ask(
 
     # 6. check
     answer = _checked_answer(query, found, generated, refused)
-    if not answer.refused and not generated.first_token_ms:  # quoted, nothing streamed: shown whole, now
-        generated.first_token_ms = (time.perf_counter() - started) * 1000
+    shown_ms = (time.perf_counter() - started) * 1000  # a quote nothing streamed is shown whole, now
+    first_token_ms = generated.first_token_ms or (0.0 if answer.refused else shown_ms)
     answer.refusal_probability = p_refuse
     answer.model_path, answer.model_sha256 = str(llm.model_path), llm.sha256
     answer.timings_ms = {
         "retrieve": found.retrieve_ms,
-        "first_token": generated.first_token_ms,
+        "first_token": first_token_ms,
         "total": (time.perf_counter() - started) * 1000,
         "refusal_odds": odds_ms,
         "llm": query.llm_ms + odds_ms + generated.llm_ms,

@@ -187,16 +187,14 @@ def select_evidence(
     ranked = sorted(scored, key=lambda s: (not s.fits, -s.score))
     eligible = [s for s in ranked if s.fits]
     best = eligible[0] if eligible else None
+    chosen = [best] if best else []
+    open_parts: list[str] = []
     if len(parts) > 1:  # a part may be answered where the question as a whole is not
         answers, open_parts = part_answers(best, parts, questions, scored, terms, similarities[1:])
-        chosen = [s for s in (best, *answers) if s is not None]
-    else:
-        second = complement(best, ranked, keys[0], terms, candidates) if best else None
-        chosen, open_parts = [s for s in (best, second) if s is not None], []
-    if best is None:
-        return Selection(tuple(chosen), tuple(ranked), kind, 0.0, unmatched, len(parts), tuple(open_parts))
-    weights = np.exp(np.array([s.score for s in eligible]) - best.score)
-    confidence = float(1.0 / weights.sum())
+        chosen += answers
+    elif best and (second := complement(best, ranked, keys[0], terms, candidates)):
+        chosen.append(second)
+    confidence = float(1.0 / np.exp([s.score - best.score for s in eligible]).sum()) if best else 0.0
     return Selection(tuple(chosen), tuple(ranked), kind, confidence, unmatched, len(parts), tuple(open_parts))
 
 
@@ -254,6 +252,7 @@ def part_answers(
     """
     candidates = [s.candidate for s in scored]
     chosen_at = [] if best is None else [candidates.index(best.candidate)]
+    first_added = len(chosen_at)
     open_parts = []
     for i, part in enumerate(parts):
         renderings = [split[i] for q in questions if len(split := question_parts(q)) == len(parts)] or [part]
@@ -269,8 +268,7 @@ def part_answers(
             chosen_at.append(max(options, key=lambda j: scores[j]))
         else:
             open_parts.append(part)
-    added = chosen_at if best is None else chosen_at[1:]
-    return [scored[j] for j in added], open_parts
+    return [scored[j] for j in chosen_at[first_added:]], open_parts
 
 
 def complement(
