@@ -9,7 +9,8 @@ is counted as `stale`: its stored output no longer belongs to it, and only a rea
 can say what the model makes of it.
 
 It measures rule changes in seconds before a full run confirms them; it replaces no
-run. Left out: the model (never loaded) and timings (copied from the run).
+run. The questions are read from the file the run used (`questions_file` in its summary).
+Left out: the model (never loaded) and timings (copied from the run).
 
     python bench/replay_answers.py evals/runs/NAME [--out bench/results/replay.json]
 """
@@ -41,7 +42,8 @@ def replay(run: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[list[Questi
     """Every answered question of a run (its summary's `run` and its results lines), re-decided from
     its stored model outputs; and the stale ids."""
     mode = mode_of_run(run["mode"])
-    questions = {q.id: q for q in load_questions(QUESTIONS_FILE).questions}
+    questions_file = REPO / run.get("questions_file", QUESTIONS_FILE)
+    questions = {q.id: q for q in load_questions(questions_file).questions}
     settings = Settings()
     main = Pipeline(settings, cwd=REPO)
     pipelines: dict[str | None, Pipeline] = {None: main}
@@ -49,7 +51,7 @@ def replay(run: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[list[Questi
     for row in rows:
         question = questions[row["id"]]
         if question.corpus not in pipelines:
-            index_dir = corpus_index_dir(Path(settings.index_dir), QUESTIONS_FILE.parent / question.corpus)
+            index_dir = corpus_index_dir(Path(settings.index_dir), questions_file.parent / question.corpus)
             pipelines[question.corpus] = main.sharing_models(settings.with_overrides(index_dir=index_dir))
         pipeline = pipelines[question.corpus]
         gold = gold_passages(question, pipeline.documents()) if mode == "oracle" else None
