@@ -1,11 +1,13 @@
-"""Checks the evaluation sets `evals/questions.jsonl` and `evals/heldout.jsonl` against the schema and the articles.
+"""Checks the evaluation sets `evals/questions.jsonl` and `evals/heldout.jsonl` against the schema
+and the articles.
 
 Covers structure (JSON Schema, ids, follow-up links), exact evidence spans, grounding of the required
 facts in that evidence, the rules for multi-doc, comment, spelling-variant and language tags, and the
-coverage minimums (of the main set; the held-out set passes the per-line checks). Seed evidence is checked against the seeds decoded here independently; questions
-with a `corpus` (saved web pages outside the repository) against the canonical text that
-`rag.ingest.read.read_source` extracts, and are skipped when the corpus is absent. It does not run the
-pipeline: answer quality is measured by `rag eval` (`rag.evaluation.run`).
+coverage minimums of the main set (the held-out set passes the per-line checks). Seed evidence is
+checked against the seeds decoded here independently; questions with a `corpus` (saved web pages
+outside the repository) against the canonical text that `rag.ingest.read.read_source` extracts, and
+are skipped when the corpus is absent. It does not run the pipeline: answer quality is measured by
+`rag eval` (`rag.evaluation.run`).
 """
 
 from __future__ import annotations
