@@ -39,9 +39,19 @@ def test_analyze_stems_and_drops_stop_words() -> None:
         ("Lawrow", "Lavrov"),
     ],
 )
-def test_name_variants_share_a_phonetic_term(variants: tuple[str, ...]) -> None:
-    keys = [{t for t in analyze(name) if t.startswith("~")} for name in variants]
+@pytest.mark.parametrize("onset", [False, True])
+def test_name_variants_share_a_phonetic_term(variants: tuple[str, ...], onset: bool) -> None:
+    keys = [{t for t in analyze(name, onset=onset) if t.startswith("~")} for name in variants]
     assert all(k == keys[0] and k for k in keys), keys
+
+
+@pytest.mark.parametrize("pair", [("Flagge", "Folgen"), ("Vorgang", "Vergangenheit"), ("Titel", "Detail")])
+def test_onset_keys_keep_words_that_only_sound_alike_apart(pair: tuple[str, str]) -> None:
+    """Plain keys fold these (Kölner Phonetik codes only consonants); answer-time keys must not."""
+    plain = [{t for t in analyze(word) if t.startswith("~")} for word in pair]
+    onset = [{t for t in analyze(word, onset=True) if t.startswith("~")} for word in pair]
+    assert plain[0] & plain[1]
+    assert not onset[0] & onset[1]
 
 
 def test_short_words_get_no_phonetic_key() -> None:

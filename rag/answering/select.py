@@ -93,7 +93,11 @@ class KeyTerms:
     def of(cls, question: str, sentence_terms: Sequence[set[str]]) -> KeyTerms:
         stopped = stop_words()
         folded = {w.casefold() for w in WORD.findall(question) if len(w) > 1}
-        words = [terms for w in sorted(folded - stopped - _NOT_KEY_TERMS) if (terms := frozenset(analyze(w)))]
+        words = [
+            terms
+            for w in sorted(folded - stopped - _NOT_KEY_TERMS)
+            if (terms := frozenset(analyze(w, onset=True)))
+        ]
         count = len(sentence_terms)
         weights = [math.log(1 + count / (1 + sum(bool(t & s) for s in sentence_terms))) for t in words]
         return cls(tuple(words), tuple(weights))
@@ -172,7 +176,7 @@ def select_evidence(
     kind = answer_type(asked)
     if not candidates:
         return Selection((), (), kind, 0.0, 1.0)
-    terms = [set(analyze(c.text)) for c in candidates]
+    terms = [set(analyze(c.text, onset=True)) for c in candidates]
     keys = [keys for q in questions if (keys := KeyTerms.of(q, terms)).words] or [KeyTerms.of("", terms)]
     everywhere = set().union(*terms)
     unmatched = min(1.0 - k.coverage(everywhere) if k.words else 0.0 for k in keys)
