@@ -135,8 +135,8 @@ def test_the_models_doubt_alone_does_not_refuse_when_every_key_term_is_there(
 def test_a_key_word_that_only_sounds_like_a_word_of_the_text_is_found_nowhere(
     seed_index, minilm, multilingual
 ) -> None:  # type: ignore[no-untyped-def]
-    """ "Flagge" and "Farbe" have plain phonetic keys that words of the seeds share ("Folgen"); the
-    real model's refusal odds for this question were 0.53, too little alone."""
+    """The seeds hold neither "Flagge" nor "Farbe", but their plain phonetic keys match other words
+    ("Folgen"); the real model's refusal odds for this question were 0.53, too little alone."""
     pipeline, llm = _scripted(seed_index, minilm, multilingual, refusal=0.53)
     result = ask(pipeline, "Welche Farbe hat die Flagge Kasachstans?")
     assert result.unmatched > 0.47 and result.refused and llm.calls == []
