@@ -13,11 +13,12 @@ sentence holds, and whether an answer's words are in its evidence) decides word 
 so a collision there counts a whole word as present: "Flagge" and "Folgen" share the key
 354. There each key also carries the sounds of the stem's first two letters (vowels
 apart, consonants by their Kölner class), so only words that begin alike meet by sound.
-On the candidates of `evals/` that kept every name variant (Tokayev/Toqajew,
-Usbekistan/Uzbekistan, Selenskyj/Zelensky); of the 27 phonetic-only matches it removed,
-26 were collisions (Moskau/message, Vorgang/Vergang, Titel/Detail) and one a cognate
-(central/zentral). The index keeps plain keys: BM25 weighs every term of a query, and on
-GermanQuAD it ranked the same with phonetic keys and without any (MRR@10 0.919 both).
+Between the questions of `evals/` and their candidate sentences this kept every name
+variant (Tokayev/Toqajew, Usbekistan/Uzbekistan, Selenskyj/Zelensky); of the 27
+phonetic-only matches it removed, 26 were collisions (Moskau/message, Vorgang/Vergang,
+Titel/Detail) and one a cognate (central/zentral). The index keeps plain keys: BM25
+weighs every term of a query, and on GermanQuAD it ranked the same with phonetic keys
+and without any (MRR@10 0.919 both).
 
 Left out: compound splitting, synonyms and translation; the dense retriever and
 query translation cover meaning across languages.
@@ -90,7 +91,6 @@ def analyze(text: str, onset: bool = False) -> list[str]:
 _ONSET_SOUND = str.maketrans("äöüyjbpdtfvwgkqclmnrszßxh", "aouiiBBDDFFFKKKKLNNRSSSXH")
 
 
-@cache
 def onset_sounds(stem: str) -> str:
     """The sounds of the first two letters of `stem` ("flagg" → "FL", "folg" → "Fo")."""
     return stem[:2].translate(_ONSET_SOUND)
