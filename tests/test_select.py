@@ -98,9 +98,9 @@ def test_rare_key_terms_weigh_more_than_the_subject_named_everywhere() -> None:
         "Tokajew sprach in Astana.",
         "Tokajew reiste nach Washington.",
     ]
-    from rag.index.keyword import analyze
+    from rag.index.keyword import answer_terms
 
-    terms = [set(analyze(s, onset=True)) for s in sentences]
+    terms = [set(answer_terms(s)) for s in sentences]
     keys = KeyTerms.of("Wann wurde Tokajew geboren?", terms)
     weight = {
         next(t for t in words if not t.startswith("~")): w

@@ -26,7 +26,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from rag.index.keyword import analyze, stop_words
+from rag.index.keyword import answer_terms, stop_words
 from rag.text.language import detect_language
 
 CITATION = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
@@ -120,7 +120,7 @@ def _names(sentence: str) -> list[str]:
 def _word_matches(word: str, passage_terms: set[str], passage_lower: str) -> bool:
     if len(word) >= 5 and word.casefold() in passage_lower:
         return True
-    return any(term in passage_terms for term in analyze(word, onset=True))
+    return any(term in passage_terms for term in answer_terms(word))
 
 
 def is_supported(sentence: str, passage_text: str, context: str = "") -> bool:
@@ -133,7 +133,7 @@ def is_supported(sentence: str, passage_text: str, context: str = "") -> bool:
     names (spelling variants fold together), at least one of them found.
     """
     haystack = f"{context}\n{passage_text}" if context else passage_text
-    passage_terms = set(analyze(haystack, onset=True))
+    passage_terms = set(answer_terms(haystack))
     passage_lower = haystack.casefold()
     passage_numbers = set(_NUMBER.findall(haystack))
     numbers = _NUMBER.findall(sentence)
@@ -174,7 +174,7 @@ def _overlap(sentence: str, passage_text: str) -> float:
     words = _content_words(sentence)
     if not words:
         return 0.0
-    terms, lower = set(analyze(passage_text, onset=True)), passage_text.casefold()
+    terms, lower = set(answer_terms(passage_text)), passage_text.casefold()
     return sum(_word_matches(w, terms, lower) for w in words) / len(words)
 
 
@@ -183,12 +183,12 @@ def _news(sentence: str, questions: Sequence[str]) -> tuple[bool, bool]:
 
     The question's phonetic keys count as asked, so "Tokayev" is no news after "Tokajew".
     """
-    asked = {term for q in questions for term in analyze(q, onset=True)}
+    asked = {term for q in questions for term in answer_terms(q)}
     asked_numbers = {number for q in questions for number in _NUMBER.findall(q)}
     asked_words = {w.casefold() for q in questions for w in _WORD.findall(q)}
     negates = any(w.casefold() in _ANSWER_WORDS - asked_words for w in _WORD.findall(sentence))
     states = any(number not in asked_numbers for number in _NUMBER.findall(sentence)) or any(
-        word.casefold() not in _NOT_NAMES and not set(analyze(word, onset=True)) & asked
+        word.casefold() not in _NOT_NAMES and not set(answer_terms(word)) & asked
         for word in _content_words(sentence)
     )
     return states, negates

@@ -51,7 +51,7 @@ import numpy as np
 
 from rag.answering.question_kinds import WORD, AnswerType, answer_type, can_state, question_parts
 from rag.answering.sentences import Candidate
-from rag.index.keyword import analyze, stop_words
+from rag.index.keyword import answer_terms, stop_words
 
 if TYPE_CHECKING:
     from rag.index.embed import Embedder
@@ -94,9 +94,7 @@ class KeyTerms:
         stopped = stop_words()
         folded = {w.casefold() for w in WORD.findall(question) if len(w) > 1}
         words = [
-            terms
-            for w in sorted(folded - stopped - _NOT_KEY_TERMS)
-            if (terms := frozenset(analyze(w, onset=True)))
+            terms for w in sorted(folded - stopped - _NOT_KEY_TERMS) if (terms := frozenset(answer_terms(w)))
         ]
         count = len(sentence_terms)
         weights = [math.log(1 + count / (1 + sum(bool(t & s) for s in sentence_terms))) for t in words]
@@ -176,7 +174,7 @@ def select_evidence(
     kind = answer_type(asked)
     if not candidates:
         return Selection((), (), kind, 0.0, 1.0)
-    terms = [set(analyze(c.text, onset=True)) for c in candidates]
+    terms = [set(answer_terms(c.text)) for c in candidates]
     keys = [keys for q in questions if (keys := KeyTerms.of(q, terms)).words] or [KeyTerms.of("", terms)]
     everywhere = set().union(*terms)
     unmatched = min(1.0 - k.coverage(everywhere) if k.words else 0.0 for k in keys)

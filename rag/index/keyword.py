@@ -8,7 +8,7 @@ Kasachstan and Kazakhstan to 484826, and many German/English cognates
 (Präsident/president) fold together too. An exact spelling still scores higher,
 because it matches the stem term as well as the phonetic one.
 
-Answer-time matching (`analyze(text, onset=True)`: which key words of a question a
+Answer-time matching (`answer_terms`: which key words of a question a
 sentence holds, and whether an answer's words are in its evidence) decides word by word,
 so a collision there counts a whole word as present: "Flagge" and "Folgen" share the key
 354. There each key also carries the sounds of the stem's first two letters (vowels
@@ -71,9 +71,18 @@ def phonetic_key(word: str) -> str:
     return code if len(code) >= _MIN_PHONETIC_CODE else ""
 
 
-def analyze(text: str, onset: bool = False) -> list[str]:
-    """Index terms of `text`: stems of non-stop words plus their phonetic keys (with the stem's
-    `onset` sounds for answer-time matching, see the module doc)."""
+def analyze(text: str) -> list[str]:
+    """Index terms of `text`: stems of non-stop words plus their phonetic keys."""
+    return _terms(text, onset=False)
+
+
+def answer_terms(text: str) -> list[str]:
+    """Terms for answer-time matching: the stems, and phonetic keys that carry the stem's onset
+    sounds (see the module doc)."""
+    return _terms(text, onset=True)
+
+
+def _terms(text: str, onset: bool) -> list[str]:
     stopped = stop_words()
     words = [w for w in (m.group().lower() for m in _WORD.finditer(text)) if w not in stopped]
     stems: list[str] = _stemmer().stemWords(words)
